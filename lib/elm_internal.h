@@ -1,0 +1,125 @@
+/* Internal types and helpers shared by lib/ files only. */
+#ifndef ELM_INTERNAL_H
+#define ELM_INTERNAL_H
+
+#include "elm.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ELM_PARAM_LAST ELM_DT
+
+struct elm_config {
+    double v[ELM_PARAM_LAST + 1]; /* indexed by elm_param */
+};
+
+/* error.c: set the calling thread's last error and return `status`. */
+int elm__fail(int status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void elm__clear_error(void);
+
+/* rng.c: the library's own generator (xoshiro256** seeded by splitmix64),
+ * identical on every platform. */
+typedef struct elm_rng {
+    uint64_t s[4];
+} elm_rng;
+void elm__rng_seed(elm_rng *r, uint64_t seed);
+uint64_t elm__rng_next(elm_rng *r);
+float elm__rng_uniform(elm_rng *r, float lo, float hi); /* [lo, hi) */
+uint64_t elm__rng_below(elm_rng *r, uint64_t n);        /* [0, n) */
+
+/* A named parameter tensor: a view into the model's buffer. */
+typedef struct elm_tensor {
+    char name[32];  /* libelm name */
+    char alias[40]; /* official state-dict name */
+    size_t offset;  /* floats from the start of the buffer */
+    size_t numel;
+    int ndim;
+    int64_t shape[ELM_MAX_DIMS];
+    bool trainable;
+    bool allow_inf; /* tau_m_proto: +-Inf is the sigmoid's exact limit */
+} elm_tensor;
+
+/* A dense layer prepared for the forward: y (B, out) = x (B, in) @ wt + b. */
+typedef struct elm_layer {
+    int in, out;
+    float *wt;      /* (in, out): the transposed (out, in) weight */
+    const float *b; /* (out) */
+} elm_layer;
+
+struct elm_model {
+    elm_config cfg; /* resolved: derived sizes filled in */
+    int version;    /* ELM_V1 | ELM_V2 */
+    int act;        /* ELM_RELU | ELM_SILU */
+    int n_in, n_out, n_m, n_b, k, n_s, H, L;
+    float lambda, dt, tau_min, tau_max;
+
+    float *params; /* (n_params) one contiguous buffer */
+    size_t n_params;
+    elm_tensor *tensors;
+    size_t n_tensors;
+    size_t n_trainable;
+
+    /* Views into params. */
+    float *w_s_proto;   /* (n_s) */
+    float *tau_syn;     /* (n_s) tau_s in v1, (n_b) tau_b in v2, ms */
+    float *tau_m_proto; /* (n_m) */
+
+    int64_t *route_idx; /* (n_s) input read by synapse j */
+    uint8_t *route_mask;/* (n_s) 0 | 1 */
+
+    /* Derived data, rebuilt by elm__model_prepare() after any change. */
+    bool collapsed;     /* traces kept per branch (v2, or v1 with one tau
+                           per branch); else per synapse (v1) */
+    int n_trace;        /* n_b if collapsed else n_s */
+    float *kappa_trace; /* (n_trace) */
+    float *kappa_m;     /* (n_m) */
+    float *mem_coef;    /* (n_m) lambda (1 - kappa_m) v1; 1 - kappa_lambda v2 */
+    /* Input -> trace drive as a sparse (n_in, n_trace) matrix in CSR form:
+     * d[trace_tgt[e]] += drive_w[e] * x[i] for e in [drive_ptr[i],
+     * drive_ptr[i+1]). Entries to one target are merged. */
+    int32_t *drive_ptr; /* (n_in + 1) */
+    int32_t *drive_tgt; /* (nnz) */
+    float *drive_w;     /* (nnz) */
+    elm_layer *layers;  /* (L + 1) MLP layers; layers[0].in = n_b + n_m */
+    elm_layer readout;  /* (n_m -> n_out) */
+    float *prep;        /* storage of the derived arrays */
+    uint64_t layout_gen;/* bumped when `collapsed` changes */
+};
+
+int elm__model_prepare(elm_model *m);
+
+/* kernels/gemm.c: C (M, N) = alpha * op(A) op(B) + beta * C, row-major with
+ * leading dimensions; trans_* = 1 means the array is stored transposed. */
+void elm__sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                float alpha, const float *A, size_t lda, const float *B,
+                size_t ldb, float beta, float *C, size_t ldc);
+void elm__gemm_init(void);
+
+/* kernels/vec.c: small products and fused elementwise kernels. */
+/* y (B, out) = [y +] x (B, in) @ wt (in, out); row strides ldx, ldy. */
+void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx,
+                       const float *wt, float *y, size_t ldy, int accumulate);
+void elm__activate(int act, float *x, size_t n);
+float elm__expf(float x);
+/* m = kappa * m + coef * 1.7159 tanh(2 z / 3), per stream; (B, n) rows. */
+void elm__memory_update(int B, int n, float *m, const float *kappa,
+                        const float *coef, const float *z);
+
+/* kernels/cpu.c */
+typedef struct elm_cpu {
+    char vendor[13];
+    unsigned family, model;
+    bool avx, avx2, fma, avx512f, avx512dq, avx512bw, avx512vl;
+} elm_cpu;
+void elm__cpu_detect(elm_cpu *cpu);
+
+/* Overflow-checked size arithmetic. */
+static inline bool elm__mul_ok(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
+#endif

@@ -1,0 +1,408 @@
+/* The streaming state of B streams: the single step, and the sequence
+ * forward with the input side hoisted out of the time loop.
+ *
+ * Per step (model.md §3), with the trace t meaning the per-branch trace
+ * (v2, or v1 when synapses share a time constant per branch) or the
+ * per-synapse trace (v1 otherwise):
+ *   d    = x W_in                     sparse gather over non-zero inputs
+ *   t    = kappa_trace * t + d
+ *   c    = t, or branch sums of t     (B, n_b)
+ *   z    = MLP([c, kappa_m * m])      layer 0 split: c part + m part
+ *   m    = kappa_m * m + coef * g(z)
+ *   y    = m W_y^T + b_y
+ * The sequence forward runs d, t and the c part of layer 0 for a whole
+ * chunk of steps first (one large product), then the recurrent rest. */
+#include "elm_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Below this many streams a per-step product is too small for BLIS to pay
+ * off; the register-blocked small kernel is used instead. */
+#define ELM_SMALL_BATCH 8
+/* Chunk length is chosen so that the hoisted layer-0 block stays ~1 MiB. */
+#define ELM_CHUNK_FLOATS (1u << 18)
+
+struct elm_state {
+    const elm_model *model;
+    uint64_t layout_gen;
+    int B, Tc;
+    int out0;      /* width of MLP layer 0: H, or n_m when L = 0 */
+    int wide;      /* max(H, n_m): width of the hidden scratch */
+    float *trace;  /* (B, n_trace) */
+    float *mem;    /* (B, n_m) */
+    float *syn;    /* (B, n_s) v1 collapsed only: per-synapse traces kept
+                      while recording them; valid iff syn_valid */
+    bool syn_valid;
+    /* workspaces */
+    float *d;      /* (B, n_trace) step drive */
+    float *u;      /* (B, n_b + n_m) step MLP input */
+    float *h0, *h1;/* (B, wide) */
+    float *D;      /* (Tc, B, n_trace) chunk drive, then traces */
+    float *C;      /* (Tc, B, n_b) chunk branch input (aliases D if collapsed) */
+    float *P;      /* (Tc, B, out0) chunk layer-0 pre-activations */
+    float *M;      /* (Tc, B, n_m) chunk memory */
+    float *Y;      /* (Tc, B, n_out) chunk outputs */
+    float *snap;   /* (B, n_trace + n_m) rollback copy */
+    float *snap_syn; /* (B, n_s) rollback copy of syn (v1 only) */
+    void *block;   /* one allocation holding all of the above */
+};
+
+static void product(int B, int in, int out, const float *x, size_t ldx, const float *wt,
+                    float *y, size_t ldy, int accumulate) {
+    if (B < ELM_SMALL_BATCH)
+        elm__matmul_small(B, in, out, x, ldx, wt, y, ldy, accumulate);
+    else
+        elm__sgemm(0, 0, (size_t)B, (size_t)out, (size_t)in, 1.0f, x, ldx, wt, (size_t)out,
+                   accumulate ? 1.0f : 0.0f, y, ldy);
+}
+
+static void fill_rows(float *y, const float *bias, size_t rows, int n) {
+    for (size_t r = 0; r < rows; r++) memcpy(y + r * (size_t)n, bias, (size_t)n * sizeof *y);
+}
+
+ELM_API int elm_state_create(const elm_model *m, size_t B, elm_state **out) {
+    if (!m || !out) return elm__fail(ELM_E_NULL, "elm_state_create: NULL argument");
+    if (B == 0 || B > (1u << 24))
+        return elm__fail(ELM_E_INVALID, "elm_state_create: batch size %zu outside [1, 2^24]", B);
+    elm_state *s = calloc(1, sizeof *s);
+    if (!s) return elm__fail(ELM_E_NOMEM, "elm_state_create: out of memory");
+    s->model = m;
+    s->layout_gen = m->layout_gen;
+    s->B = (int)B;
+    s->out0 = m->L > 0 ? m->H : m->n_m;
+    s->wide = m->H > m->n_m ? m->H : m->n_m;
+    size_t per_step = (size_t)B * (size_t)(s->out0 > m->n_s ? s->out0 : m->n_s);
+    size_t tc = ELM_CHUNK_FLOATS / (per_step ? per_step : 1);
+    s->Tc = tc < 8 ? 8 : tc > 512 ? 512 : (int)tc;
+
+    /* Sizes in floats, each rounded up to 16 floats (64 bytes). All state
+     * arrays use n_s for the trace so that a v1 model switching between
+     * per-branch and per-synapse traces never overflows them. */
+    size_t Bz = B, Tz = (size_t)s->Tc, nS = (size_t)m->n_s, nb = (size_t)m->n_b,
+           nm = (size_t)m->n_m;
+    size_t sizes[] = {
+        Bz * nS,                   /* trace */
+        Bz * nm,                   /* mem */
+        m->version == ELM_V1 ? Bz * nS : 0, /* syn */
+        Bz * nS,                   /* d */
+        Bz * (nb + nm),            /* u */
+        Bz * (size_t)s->wide,      /* h0 */
+        Bz * (size_t)s->wide,      /* h1 */
+        Tz * Bz * nS,              /* D */
+        Tz * Bz * nb,              /* C */
+        Tz * Bz * (size_t)s->out0, /* P */
+        Tz * Bz * nm,              /* M */
+        Tz * Bz * (size_t)m->n_out,/* Y */
+        Bz * (nS + nm),            /* snap */
+        m->version == ELM_V1 ? Bz * nS : 0, /* snap_syn */
+    };
+    enum { N = sizeof sizes / sizeof sizes[0] };
+    size_t total = 0;
+    for (int i = 0; i < N; i++) {
+        size_t r = (sizes[i] + 15) / 16 * 16;
+        if (r < sizes[i] || total + r < total) {
+            free(s);
+            return elm__fail(ELM_E_NOMEM, "elm_state_create: size overflow");
+        }
+        total += r;
+    }
+    size_t bytes;
+    if (!elm__mul_ok(total, sizeof(float), &bytes) ||
+        !(s->block = aligned_alloc(64, bytes ? bytes : 64))) {
+        free(s);
+        return elm__fail(ELM_E_NOMEM, "elm_state_create: cannot allocate %zu floats", total);
+    }
+    float *p = s->block;
+    float **slots[] = {&s->trace, &s->mem, &s->syn, &s->d, &s->u, &s->h0, &s->h1,
+                       &s->D, &s->C, &s->P, &s->M, &s->Y, &s->snap, &s->snap_syn};
+    for (int i = 0; i < N; i++) {
+        *slots[i] = sizes[i] ? p : NULL;
+        p += (sizes[i] + 15) / 16 * 16;
+    }
+    elm_state_reset(s, ELM_ALL_STREAMS);
+    *out = s;
+    return ELM_OK;
+}
+
+ELM_API void elm_state_free(elm_state *s) {
+    if (!s) return;
+    free(s->block);
+    free(s);
+}
+
+ELM_API size_t elm_state_batch(const elm_state *s) { return s ? (size_t)s->B : 0; }
+
+static int check_layout(const elm_state *s, const char *fn) {
+    if (s->layout_gen != s->model->layout_gen)
+        return elm__fail(ELM_E_INVALID,
+                         "%s: the model's trace layout changed (tau_s made %s per branch) since "
+                         "this state was created; create a new state",
+                         fn, s->model->collapsed ? "uniform" : "non-uniform");
+    return ELM_OK;
+}
+
+ELM_API int elm_state_reset(elm_state *s, int64_t stream) {
+    if (!s) return elm__fail(ELM_E_NULL, "elm_state_reset: state is NULL");
+    const elm_model *m = s->model;
+    int lo = 0, hi = s->B;
+    if (stream != ELM_ALL_STREAMS) {
+        if (stream < 0 || stream >= s->B)
+            return elm__fail(ELM_E_INVALID, "elm_state_reset: stream %lld outside [0, %d)",
+                             (long long)stream, s->B);
+        lo = (int)stream;
+        hi = lo + 1;
+    }
+    for (int b = lo; b < hi; b++) {
+        memset(s->trace + (size_t)b * m->n_trace, 0, (size_t)m->n_trace * sizeof(float));
+        memset(s->mem + (size_t)b * m->n_m, 0, (size_t)m->n_m * sizeof(float));
+        if (s->syn) memset(s->syn + (size_t)b * m->n_s, 0, (size_t)m->n_s * sizeof(float));
+    }
+    if (stream == ELM_ALL_STREAMS) s->syn_valid = true;
+    return ELM_OK;
+}
+
+/* d (n_trace) = x (n_in) W_in. Returns the index of the first non-finite
+ * input, or -1. Zeros are skipped: spike input costs only its events. */
+static int drive_row(const elm_model *m, const float *x, float *d) {
+    memset(d, 0, (size_t)m->n_trace * sizeof *d);
+    const int32_t *ptr = m->drive_ptr, *tgt = m->drive_tgt;
+    const float *w = m->drive_w;
+    for (int i = 0; i < m->n_in; i++) {
+        float v = x[i];
+        if (v == 0.0f) continue;
+        if (!isfinite(v)) return i;
+        for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
+    }
+    return -1;
+}
+
+/* c (n_b) = branch input from a trace row. */
+static void branch_input(const elm_model *m, const float *trace, float *c) {
+    if (m->collapsed) {
+        memcpy(c, trace, (size_t)m->n_b * sizeof *c);
+        return;
+    }
+    for (int i = 0; i < m->n_b; i++) {
+        float sum = 0.0f;
+        for (int q = 0; q < m->k; q++) sum += trace[i * m->k + q];
+        c[i] = sum;
+    }
+}
+
+/* Per-synapse traces of a collapsed v1 model, kept only while recording. */
+static void syn_update(const elm_model *m, float *syn, const float *x) {
+    for (int j = 0; j < m->n_s; j++) {
+        float w = fmaxf(m->w_s_proto[j], 0.0f) * (float)m->route_mask[j];
+        syn[j] = m->kappa_trace[j / m->k] * syn[j] + w * x[m->route_idx[j]];
+    }
+}
+
+/* The recurrent part of one step for all streams: given layer-0
+ * pre-activations h (B, out0) that already hold the branch part and the
+ * bias, add the memory part, run the MLP, update mem. */
+static void recurrent_step(elm_state *s, float *h) {
+    const elm_model *m = s->model;
+    int B = s->B;
+    /* u = kappa_m * m */
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < m->n_m; i++)
+            s->u[(size_t)b * m->n_m + i] = m->kappa_m[i] * s->mem[(size_t)b * m->n_m + i];
+    const elm_layer *l0 = &m->layers[0];
+    product(B, m->n_m, l0->out, s->u, (size_t)m->n_m, l0->wt + (size_t)m->n_b * l0->out, h,
+            (size_t)l0->out, 1);
+    /* Hidden layers alternate between two scratch rows, never writing the
+     * buffer they read. */
+    float *bufs[2] = {h == s->h0 ? s->h1 : s->h0, h == s->h0 ? s->h0 : s->h1};
+    float *cur = h;
+    for (int i = 1; i <= m->L; i++) {
+        const elm_layer *l = &m->layers[i];
+        float *next = bufs[(i - 1) % 2];
+        elm__activate(m->act, cur, (size_t)B * (size_t)l->in);
+        fill_rows(next, l->b, (size_t)B, l->out);
+        product(B, l->in, l->out, cur, (size_t)l->in, l->wt, next, (size_t)l->out, 1);
+        cur = next;
+    }
+    elm__memory_update(B, m->n_m, s->mem, m->kappa_m, m->mem_coef, cur);
+}
+
+ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
+    if (!s || !x) return elm__fail(ELM_E_NULL, "elm_state_step: NULL argument");
+    int rc = check_layout(s, "elm_state_step");
+    if (rc) return rc;
+    const elm_model *m = s->model;
+    int B = s->B, nt = m->n_trace;
+    for (int b = 0; b < B; b++) {
+        int bad = drive_row(m, x + (size_t)b * m->n_in, s->d + (size_t)b * nt);
+        if (bad >= 0)
+            return elm__fail(ELM_E_NONFINITE, "elm_state_step: x[%d, %d] is %g", b, bad,
+                             (double)x[(size_t)b * m->n_in + bad]);
+    }
+    if (m->collapsed && m->version == ELM_V1) s->syn_valid = false;
+    for (size_t i = 0; i < (size_t)B * nt; i++)
+        s->trace[i] = m->kappa_trace[i % nt] * s->trace[i] + s->d[i];
+    /* Layer 0, branch part: h = bias + c W0c. */
+    const elm_layer *l0 = &m->layers[0];
+    float *c = s->u; /* (B, n_b) reuse as scratch before u is rebuilt */
+    for (int b = 0; b < B; b++)
+        branch_input(m, s->trace + (size_t)b * nt, c + (size_t)b * m->n_b);
+    fill_rows(s->h0, l0->b, (size_t)B, l0->out);
+    product(B, m->n_b, l0->out, c, (size_t)m->n_b, l0->wt, s->h0, (size_t)l0->out, 1);
+    recurrent_step(s, s->h0);
+    if (y) {
+        fill_rows(y, m->readout.b, (size_t)B, m->n_out);
+        product(B, m->n_m, m->n_out, s->mem, (size_t)m->n_m, m->readout.wt, y,
+                (size_t)m->n_out, 1);
+    }
+    return ELM_OK;
+}
+
+/* Steps [t0, t0 + n) of the sequence x (B, T, n_in). */
+static int forward_chunk(elm_state *s, const float *x, size_t T, size_t t0, int n, float *y,
+                         float *syn_out, float *branch_out, float *mem_out) {
+    const elm_model *m = s->model;
+    int B = s->B, nt = m->n_trace, nb = m->n_b, nm = m->n_m, out0 = s->out0;
+    size_t rows = (size_t)n * (size_t)B;
+    /* 1. drive for every (step, stream), time-major */
+    for (int t = 0; t < n; t++)
+        for (int b = 0; b < B; b++) {
+            const float *xr = x + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_in;
+            int bad = drive_row(m, xr, s->D + ((size_t)t * B + b) * nt);
+            if (bad >= 0)
+                return elm__fail(ELM_E_NONFINITE, "elm_state_forward: x[%d, %zu, %d] is %g", b,
+                                 t0 + (size_t)t, bad, (double)xr[bad]);
+        }
+    /* 2. leaky scan of the traces, and the branch input */
+    for (int t = 0; t < n; t++)
+        for (int b = 0; b < B; b++) {
+            float *cur = s->D + ((size_t)t * B + b) * nt;
+            float *prev = s->trace + (size_t)b * nt;
+            for (int i = 0; i < nt; i++) prev[i] = cur[i] = m->kappa_trace[i] * prev[i] + cur[i];
+            if (!m->collapsed) branch_input(m, cur, s->C + ((size_t)t * B + b) * nb);
+            if (syn_out) {
+                float *dst = syn_out + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_s;
+                if (m->collapsed) {
+                    float *sy = s->syn + (size_t)b * m->n_s;
+                    syn_update(m, sy, x + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_in);
+                    memcpy(dst, sy, (size_t)m->n_s * sizeof *dst);
+                } else {
+                    memcpy(dst, cur, (size_t)m->n_s * sizeof *dst);
+                }
+            }
+        }
+    const float *C = m->collapsed ? s->D : s->C;
+    /* 3. layer 0, branch part, for the whole chunk in one product */
+    const elm_layer *l0 = &m->layers[0];
+    fill_rows(s->P, l0->b, rows, out0);
+    elm__sgemm(0, 0, rows, (size_t)out0, (size_t)nb, 1.0f, C, (size_t)nb, l0->wt, (size_t)out0,
+               1.0f, s->P, (size_t)out0);
+    /* 4. the recurrent part, step by step */
+    for (int t = 0; t < n; t++) {
+        recurrent_step(s, s->P + (size_t)t * B * out0);
+        memcpy(s->M + (size_t)t * B * nm, s->mem, (size_t)B * nm * sizeof(float));
+    }
+    /* 5. readout for the whole chunk */
+    fill_rows(s->Y, m->readout.b, rows, m->n_out);
+    elm__sgemm(0, 0, rows, (size_t)m->n_out, (size_t)nm, 1.0f, s->M, (size_t)nm, m->readout.wt,
+               (size_t)m->n_out, 1.0f, s->Y, (size_t)m->n_out);
+    for (int t = 0; t < n; t++)
+        for (int b = 0; b < B; b++) {
+            size_t dst = (size_t)b * T + t0 + (size_t)t, src = (size_t)t * B + b;
+            if (y) memcpy(y + dst * m->n_out, s->Y + src * m->n_out, (size_t)m->n_out * sizeof *y);
+            if (branch_out) memcpy(branch_out + dst * nb, C + src * nb, (size_t)nb * sizeof *y);
+            if (mem_out) memcpy(mem_out + dst * nm, s->M + src * nm, (size_t)nm * sizeof *y);
+        }
+    return ELM_OK;
+}
+
+ELM_API int elm_state_forward_traced(elm_state *s, const float *x, size_t T, float *y,
+                                     float *syn, float *branch, float *mem) {
+    if (!s || !x) return elm__fail(ELM_E_NULL, "elm_state_forward: NULL argument");
+    int rc = check_layout(s, "elm_state_forward");
+    if (rc) return rc;
+    const elm_model *m = s->model;
+    if (T == 0) return ELM_OK;
+    size_t total;
+    if (!elm__mul_ok(T, (size_t)s->B, &total) || !elm__mul_ok(total, (size_t)m->n_in, &total))
+        return elm__fail(ELM_E_INVALID, "elm_state_forward: B * T * n_in overflows");
+    if (syn && m->version != ELM_V1)
+        return elm__fail(ELM_E_UNSUPPORTED,
+                         "elm_state_forward_traced: synaptic traces exist in v1 only (v2 "
+                         "keeps branch traces: use `branch`)");
+    if (syn && m->collapsed && !s->syn_valid)
+        return elm__fail(ELM_E_UNSUPPORTED,
+                         "elm_state_forward_traced: synaptic traces are tracked from a reset "
+                         "on; this state was stepped without them. Call elm_state_reset first");
+    size_t nstate = (size_t)m->n_trace + (size_t)m->n_m;
+    for (int b = 0; b < s->B; b++) {
+        memcpy(s->snap + (size_t)b * nstate, s->trace + (size_t)b * m->n_trace,
+               (size_t)m->n_trace * sizeof(float));
+        memcpy(s->snap + (size_t)b * nstate + m->n_trace, s->mem + (size_t)b * m->n_m,
+               (size_t)m->n_m * sizeof(float));
+    }
+    bool keep_syn = syn && m->collapsed;
+    if (keep_syn) memcpy(s->snap_syn, s->syn, (size_t)s->B * m->n_s * sizeof(float));
+    for (size_t t0 = 0; t0 < T; t0 += (size_t)s->Tc) {
+        int n = T - t0 < (size_t)s->Tc ? (int)(T - t0) : s->Tc;
+        rc = forward_chunk(s, x, T, t0, n, y, syn, branch, mem);
+        if (rc != ELM_OK) {
+            elm_state_set(s, s->snap, (size_t)s->B * nstate);
+            if (keep_syn) {
+                memcpy(s->syn, s->snap_syn, (size_t)s->B * m->n_s * sizeof(float));
+                s->syn_valid = true;
+            }
+            return rc;
+        }
+    }
+    if (m->version == ELM_V1 && m->collapsed && !syn) s->syn_valid = false;
+    return ELM_OK;
+}
+
+ELM_API int elm_state_forward(elm_state *s, const float *x, size_t T, float *y) {
+    return elm_state_forward_traced(s, x, T, y, NULL, NULL, NULL);
+}
+
+ELM_API int elm_state_get(const elm_state *s, float *dst, size_t n) {
+    if (!s || !dst) return elm__fail(ELM_E_NULL, "elm_state_get: NULL argument");
+    const elm_model *m = s->model;
+    size_t per = (size_t)m->n_trace + (size_t)m->n_m;
+    if (n != per * (size_t)s->B)
+        return elm__fail(ELM_E_SHAPE, "elm_state_get: state holds %d x %zu floats, got n = %zu",
+                         s->B, per, n);
+    for (int b = 0; b < s->B; b++) {
+        memcpy(dst + b * per, s->trace + (size_t)b * m->n_trace, (size_t)m->n_trace * sizeof *dst);
+        memcpy(dst + b * per + m->n_trace, s->mem + (size_t)b * m->n_m, (size_t)m->n_m * sizeof *dst);
+    }
+    return ELM_OK;
+}
+
+ELM_API int elm_state_set(elm_state *s, const float *src, size_t n) {
+    if (!s || !src) return elm__fail(ELM_E_NULL, "elm_state_set: NULL argument");
+    int rc = check_layout(s, "elm_state_set");
+    if (rc) return rc;
+    const elm_model *m = s->model;
+    size_t per = (size_t)m->n_trace + (size_t)m->n_m;
+    if (n != per * (size_t)s->B)
+        return elm__fail(ELM_E_SHAPE, "elm_state_set: state holds %d x %zu floats, got n = %zu",
+                         s->B, per, n);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(src[i]))
+            return elm__fail(ELM_E_NONFINITE, "elm_state_set: src[%zu] is %g", i, (double)src[i]);
+    for (int b = 0; b < s->B; b++) {
+        memcpy(s->trace + (size_t)b * m->n_trace, src + b * per, (size_t)m->n_trace * sizeof *src);
+        memcpy(s->mem + (size_t)b * m->n_m, src + b * per + m->n_trace, (size_t)m->n_m * sizeof *src);
+    }
+    if (m->version == ELM_V1 && m->collapsed) s->syn_valid = false;
+    return ELM_OK;
+}
+
+ELM_API int elm_model_forward(const elm_model *m, const float *x, size_t B, size_t T, float *y) {
+    if (!m || !x || !y) return elm__fail(ELM_E_NULL, "elm_model_forward: NULL argument");
+    elm_state *s;
+    int rc = elm_state_create(m, B, &s);
+    if (rc) return rc;
+    rc = elm_state_forward(s, x, T, y);
+    elm_state_free(s);
+    return rc;
+}
