@@ -114,6 +114,8 @@ typedef struct elm_cpu {
     bool avx, avx2, fma, avx512f, avx512dq, avx512bw, avx512vl;
 } elm_cpu;
 void elm__cpu_detect(elm_cpu *cpu);
+/* The BLIS configuration libelm selects for a CPU, or NULL (BLIS builds). */
+const char *elm__blis_pick(const elm_cpu *cpu, const char **why);
 
 /* Overflow-checked size arithmetic. */
 static inline bool elm__mul_ok(size_t a, size_t b, size_t *out) {

@@ -1,0 +1,45 @@
+/* Helpers shared by the tests: .npy reading, fixture paths, and a naive
+ * double-precision ELM written straight from model.md as an independent
+ * reference. */
+#ifndef ELM_TEST_COMMON_H
+#define ELM_TEST_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "elm.h"
+
+typedef struct npy {
+    char dtype;      /* 'f' float32, 'i' int64, 'b' bool */
+    int ndim;
+    int64_t shape[8];
+    size_t numel;
+    void *data;
+} npy;
+
+/* Returns 0 on success; the array is freed with npy_free. */
+int npy_load(const char *path, npy *out);
+void npy_free(npy *a);
+
+/* Directory of a fixture case: tests/data/<name> for the small cases,
+ * ../shared/reference/fixtures/<name> otherwise; NULL if absent. */
+const char *fixture_dir(const char *name, char *buf, size_t n);
+/* ../shared, from ELM_SHARED_DIR or relative to the source tree; NULL if
+ * absent. */
+const char *shared_dir(char *buf, size_t n);
+
+/* Build a model from a fixture's config.json (a tiny JSON subset) and load
+ * every param.*.npy into it. Returns NULL (with a message) on failure. */
+elm_model *fixture_model(const char *dir);
+
+/* Naive reference: y (B, T, n_out) in double precision, following model.md
+ * literally (per-synapse traces, concat, MLP, custom tanh). Also fills the
+ * optional traces like elm_state_forward_traced. */
+void naive_forward(const elm_model *m, const float *x, size_t B, size_t T, double *y,
+                   double *syn, double *branch, double *mem);
+
+/* Fill with uniform values in [lo, hi) from a simple seeded generator. */
+void fill_uniform(float *a, size_t n, float lo, float hi, uint64_t *seed);
+
+#endif

@@ -1,0 +1,106 @@
+/* White-box tests of lib/kernels: the BLIS configuration policy, the
+ * exponential, and the small product. Linked against the internal objects. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <string.h>
+
+#include "elm_internal.h"
+
+#ifdef ELM_USE_BLIS
+static elm_cpu cpu(const char *vendor, unsigned family, bool avx512) {
+    elm_cpu c;
+    memset(&c, 0, sizeof c);
+    strcpy(c.vendor, vendor);
+    c.family = family;
+    c.avx = c.avx2 = c.fma = true;
+    c.avx512f = c.avx512dq = c.avx512bw = c.avx512vl = avx512;
+    return c;
+}
+#endif
+
+static void test_blis_policy(void **st) {
+    (void)st;
+#ifdef ELM_USE_BLIS
+    const char *why;
+    elm_cpu c = cpu("AuthenticAMD", 0x1A, true); /* Zen 5: unknown to BLIS 0.9 */
+    assert_string_equal(elm__blis_pick(&c, &why), "skx");
+    c = cpu("AuthenticAMD", 0x19, true); /* Zen 4: zen3 kernels measured faster */
+    assert_string_equal(elm__blis_pick(&c, &why), "zen3");
+    c = cpu("AuthenticAMD", 0x1A, false);
+    assert_string_equal(elm__blis_pick(&c, &why), "zen3");
+    c = cpu("GenuineIntel", 6, true);
+    assert_string_equal(elm__blis_pick(&c, &why), "skx");
+    c = cpu("GenuineIntel", 6, false);
+    assert_string_equal(elm__blis_pick(&c, &why), "haswell");
+    c.avx2 = c.fma = false;
+    assert_string_equal(elm__blis_pick(&c, &why), "sandybridge");
+    c.avx = false;
+    assert_null(elm__blis_pick(&c, &why));
+#else
+    skip();
+#endif
+}
+
+static void test_expf_accuracy(void **st) {
+    (void)st;
+    double worst = 0;
+    for (float x = -87.0f; x <= 88.0f; x += 0.0137f) {
+        double want = exp((double)x), got = elm__expf(x);
+        double rel = fabs(got - want) / want;
+        if (rel > worst) worst = rel;
+    }
+    print_message("elm__expf worst relative error %.3g\n", worst);
+    assert_true(worst < 4e-7); /* a few float ulps */
+    assert_true(elm__expf(-1000.0f) < 1e-37f);
+    assert_true(isfinite(elm__expf(1000.0f)));
+    assert_true(elm__expf(0.0f) == 1.0f);
+}
+
+static void test_matmul_small(void **st) {
+    (void)st;
+    enum { B = 3, IN = 37, OUT = 150 };
+    static float x[B * IN], wt[IN * OUT], y[B * OUT], ref[B * OUT];
+    for (int i = 0; i < B * IN; i++) x[i] = (float)((i * 7919) % 23) / 23.0f - 0.5f;
+    for (int i = 0; i < IN * OUT; i++) wt[i] = (float)((i * 104729) % 31) / 31.0f - 0.5f;
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < OUT; o++) {
+            double acc = 1.0;
+            for (int i = 0; i < IN; i++) acc += (double)x[b * IN + i] * wt[i * OUT + o];
+            ref[b * OUT + o] = (float)acc;
+            y[b * OUT + o] = 1.0f;
+        }
+    elm__matmul_small(B, IN, OUT, x, IN, wt, y, OUT, 1);
+    for (int i = 0; i < B * OUT; i++) assert_true(fabsf(y[i] - ref[i]) < 1e-5f);
+    elm__matmul_small(B, IN, OUT, x, IN, wt, y, OUT, 0);
+    for (int i = 0; i < B * OUT; i++) assert_true(fabsf(y[i] - (ref[i] - 1.0f)) < 1e-5f);
+}
+
+static void test_reference_gemm_transposes(void **st) {
+    (void)st;
+    /* C (2x3) = A^T (2x4) B^T (4x3), A stored (4, 2), B stored (3, 4) */
+    float A[8] = {1, 2, 3, 4, 5, 6, 7, 8}, Bm[12] = {1, 0, 2, 1, 0, 1, 1, 0, 3, 1, 0, 2};
+    float C[6] = {0};
+    elm__sgemm(1, 1, 2, 3, 4, 1.0f, A, 2, Bm, 4, 0.0f, C, 3);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) {
+            float want = 0;
+            for (int p = 0; p < 4; p++) want += A[p * 2 + i] * Bm[j * 4 + p];
+            assert_true(C[i * 3 + j] == want);
+        }
+}
+
+int main(void) {
+    elm__gemm_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_blis_policy),
+        cmocka_unit_test(test_expf_accuracy),
+        cmocka_unit_test(test_matmul_small),
+        cmocka_unit_test(test_reference_gemm_transposes),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}
