@@ -44,7 +44,8 @@ typedef struct elm_tensor {
 /* A dense layer prepared for the forward: y (B, out) = x (B, in) @ wt + b. */
 typedef struct elm_layer {
     int in, out;
-    float *wt;      /* (in, out): the transposed (out, in) weight */
+    size_t ldw;     /* row stride of wt: out rounded up to 16, zero-padded */
+    float *wt;      /* (in, ldw): the transposed (out, in) weight */
     const float *b; /* (out) */
 } elm_layer;
 
@@ -98,9 +99,12 @@ void elm__sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K,
 void elm__gemm_init(void);
 
 /* kernels/vec.c: small products and fused elementwise kernels. */
-/* y (B, out) = [y +] x (B, in) @ wt (in, out); row strides ldx, ldy. */
+/* y (B, out) = [y +] x (B, in) @ wt (in, out); row strides ldx, ldw, ldy;
+ * wt's rows must be readable (zero-padded) up to round_up(out, 16). */
 void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx,
-                       const float *wt, float *y, size_t ldy, int accumulate);
+                       const float *wt, size_t ldw, float *y, size_t ldy,
+                       int accumulate);
+#define ELM_PAD16(n) (((size_t)(n) + 15) / 16 * 16)
 void elm__activate(int act, float *x, size_t n);
 float elm__expf(float x);
 /* m = kappa * m + coef * 1.7159 tanh(2 z / 3), per stream; (B, n) rows. */

@@ -78,6 +78,14 @@ static int build_drive(elm_model *m) {
     return ELM_OK;
 }
 
+/* dst (in, ldw) = src (out, in) transposed, columns out..ldw zero. */
+static void transpose_padded(const float *src, int out, int in, size_t ldw, float *dst) {
+    for (int c = 0; c < in; c++) {
+        for (int o = 0; o < out; o++) dst[(size_t)c * ldw + o] = src[(size_t)o * in + c];
+        for (size_t o = (size_t)out; o < ldw; o++) dst[(size_t)c * ldw + o] = 0.0f;
+    }
+}
+
 int elm__model_prepare(elm_model *m) {
     bool collapsed = branches_share_tau(m);
     if (m->prep && collapsed != m->collapsed) m->layout_gen++;
@@ -89,9 +97,9 @@ int elm__model_prepare(elm_model *m) {
     for (int i = 0; i <= m->L; i++) {
         size_t in = i == 0 ? (size_t)(m->n_b + m->n_m) : (size_t)m->H;
         size_t out = i == m->L ? (size_t)m->n_m : (size_t)m->H;
-        n += in * out;
+        n += in * ELM_PAD16(out);
     }
-    n += (size_t)m->n_m * (size_t)m->n_out;
+    n += (size_t)m->n_m * ELM_PAD16(m->n_out);
     if (!m->prep) {
         m->prep = aligned_alloc(64, ((n * sizeof(float)) + 63) / 64 * 64);
         m->layers = calloc((size_t)m->L + 1, sizeof *m->layers);
@@ -123,21 +131,19 @@ int elm__model_prepare(elm_model *m) {
         elm_layer *l = &m->layers[i];
         l->out = (int)w->shape[0];
         l->in = (int)w->shape[1];
+        l->ldw = ELM_PAD16(l->out);
         l->wt = p;
         l->b = m->params + b->offset;
-        const float *src = m->params + w->offset;
-        for (int o = 0; o < l->out; o++)
-            for (int c = 0; c < l->in; c++) p[(size_t)c * l->out + o] = src[(size_t)o * l->in + c];
-        p += (size_t)l->in * l->out;
+        transpose_padded(m->params + w->offset, l->out, l->in, l->ldw, p);
+        p += (size_t)l->in * l->ldw;
     }
     const elm_tensor *wy = &m->tensors[m->n_tensors - 2], *by = &m->tensors[m->n_tensors - 1];
     m->readout.in = m->n_m;
     m->readout.out = m->n_out;
+    m->readout.ldw = ELM_PAD16(m->n_out);
     m->readout.wt = p;
     m->readout.b = m->params + by->offset;
-    const float *src = m->params + wy->offset;
-    for (int o = 0; o < m->n_out; o++)
-        for (int c = 0; c < m->n_m; c++) p[(size_t)c * m->n_out + o] = src[(size_t)o * m->n_m + c];
+    transpose_padded(m->params + wy->offset, m->n_out, m->n_m, m->readout.ldw, p);
 
     if (build_drive(m) != ELM_OK) return elm__fail(ELM_E_NOMEM, "model: out of memory");
     return ELM_OK;

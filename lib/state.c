@@ -49,13 +49,16 @@ struct elm_state {
     void *block;   /* one allocation holding all of the above */
 };
 
-static void product(int B, int in, int out, const float *x, size_t ldx, const float *wt,
-                    float *y, size_t ldy, int accumulate) {
+/* y (B, l->out) += x (B, rows of wt) @ wt, for `in` rows of a prepared
+ * layer's transposed weight starting at row `row0`. */
+static void product(int B, const elm_layer *l, int row0, int in, const float *x, size_t ldx,
+                    float *y, size_t ldy) {
+    const float *wt = l->wt + (size_t)row0 * l->ldw;
     if (B < ELM_SMALL_BATCH)
-        elm__matmul_small(B, in, out, x, ldx, wt, y, ldy, accumulate);
+        elm__matmul_small(B, in, l->out, x, ldx, wt, l->ldw, y, ldy, 1);
     else
-        elm__sgemm(0, 0, (size_t)B, (size_t)out, (size_t)in, 1.0f, x, ldx, wt, (size_t)out,
-                   accumulate ? 1.0f : 0.0f, y, ldy);
+        elm__sgemm(0, 0, (size_t)B, (size_t)l->out, (size_t)in, 1.0f, x, ldx, wt, l->ldw, 1.0f,
+                   y, ldy);
 }
 
 static void fill_rows(float *y, const float *bias, size_t rows, int n) {
@@ -169,7 +172,25 @@ static int drive_row(const elm_model *m, const float *x, float *d) {
     memset(d, 0, (size_t)m->n_trace * sizeof *d);
     const int32_t *ptr = m->drive_ptr, *tgt = m->drive_tgt;
     const float *w = m->drive_w;
-    for (int i = 0; i < m->n_in; i++) {
+    int n_in = m->n_in, i0 = 0;
+    /* Skip blocks of 16 zeros with one vectorised OR of the magnitude bits
+     * (so -0.0 counts as zero and NaN/Inf as non-zero). */
+    for (; i0 + 16 <= n_in; i0 += 16) {
+        uint32_t any = 0;
+        for (int q = 0; q < 16; q++) {
+            uint32_t u;
+            memcpy(&u, &x[i0 + q], sizeof u);
+            any |= u & 0x7fffffffu;
+        }
+        if (!any) continue;
+        for (int i = i0; i < i0 + 16; i++) {
+            float v = x[i];
+            if (v == 0.0f) continue;
+            if (!isfinite(v)) return i;
+            for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
+        }
+    }
+    for (int i = i0; i < n_in; i++) {
         float v = x[i];
         if (v == 0.0f) continue;
         if (!isfinite(v)) return i;
@@ -210,8 +231,7 @@ static void recurrent_step(elm_state *s, float *h) {
         for (int i = 0; i < m->n_m; i++)
             s->u[(size_t)b * m->n_m + i] = m->kappa_m[i] * s->mem[(size_t)b * m->n_m + i];
     const elm_layer *l0 = &m->layers[0];
-    product(B, m->n_m, l0->out, s->u, (size_t)m->n_m, l0->wt + (size_t)m->n_b * l0->out, h,
-            (size_t)l0->out, 1);
+    product(B, l0, m->n_b, m->n_m, s->u, (size_t)m->n_m, h, (size_t)l0->out);
     /* Hidden layers alternate between two scratch rows, never writing the
      * buffer they read. */
     float *bufs[2] = {h == s->h0 ? s->h1 : s->h0, h == s->h0 ? s->h0 : s->h1};
@@ -221,7 +241,7 @@ static void recurrent_step(elm_state *s, float *h) {
         float *next = bufs[(i - 1) % 2];
         elm__activate(m->act, cur, (size_t)B * (size_t)l->in);
         fill_rows(next, l->b, (size_t)B, l->out);
-        product(B, l->in, l->out, cur, (size_t)l->in, l->wt, next, (size_t)l->out, 1);
+        product(B, l, 0, l->in, cur, (size_t)l->in, next, (size_t)l->out);
         cur = next;
     }
     elm__memory_update(B, m->n_m, s->mem, m->kappa_m, m->mem_coef, cur);
@@ -248,12 +268,11 @@ ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
     for (int b = 0; b < B; b++)
         branch_input(m, s->trace + (size_t)b * nt, c + (size_t)b * m->n_b);
     fill_rows(s->h0, l0->b, (size_t)B, l0->out);
-    product(B, m->n_b, l0->out, c, (size_t)m->n_b, l0->wt, s->h0, (size_t)l0->out, 1);
+    product(B, l0, 0, m->n_b, c, (size_t)m->n_b, s->h0, (size_t)l0->out);
     recurrent_step(s, s->h0);
     if (y) {
         fill_rows(y, m->readout.b, (size_t)B, m->n_out);
-        product(B, m->n_m, m->n_out, s->mem, (size_t)m->n_m, m->readout.wt, y,
-                (size_t)m->n_out, 1);
+        product(B, &m->readout, 0, m->n_m, s->mem, (size_t)m->n_m, y, (size_t)m->n_out);
     }
     return ELM_OK;
 }
@@ -295,8 +314,8 @@ static int forward_chunk(elm_state *s, const float *x, size_t T, size_t t0, int 
     /* 3. layer 0, branch part, for the whole chunk in one product */
     const elm_layer *l0 = &m->layers[0];
     fill_rows(s->P, l0->b, rows, out0);
-    elm__sgemm(0, 0, rows, (size_t)out0, (size_t)nb, 1.0f, C, (size_t)nb, l0->wt, (size_t)out0,
-               1.0f, s->P, (size_t)out0);
+    elm__sgemm(0, 0, rows, (size_t)out0, (size_t)nb, 1.0f, C, (size_t)nb, l0->wt, l0->ldw, 1.0f,
+               s->P, (size_t)out0);
     /* 4. the recurrent part, step by step */
     for (int t = 0; t < n; t++) {
         recurrent_step(s, s->P + (size_t)t * B * out0);
@@ -305,7 +324,7 @@ static int forward_chunk(elm_state *s, const float *x, size_t T, size_t t0, int 
     /* 5. readout for the whole chunk */
     fill_rows(s->Y, m->readout.b, rows, m->n_out);
     elm__sgemm(0, 0, rows, (size_t)m->n_out, (size_t)nm, 1.0f, s->M, (size_t)nm, m->readout.wt,
-               (size_t)m->n_out, 1.0f, s->Y, (size_t)m->n_out);
+               m->readout.ldw, 1.0f, s->Y, (size_t)m->n_out);
     for (int t = 0; t < n; t++)
         for (int b = 0; b < B; b++) {
             size_t dst = (size_t)b * T + t0 + (size_t)t, src = (size_t)t * B + b;

@@ -63,7 +63,7 @@ static void test_expf_accuracy(void **st) {
 
 static void test_matmul_small(void **st) {
     (void)st;
-    enum { B = 3, IN = 37, OUT = 150 };
+    enum { B = 3, IN = 37, OUT = 160 }; /* OUT - 6 = 154: a partial block */
     static float x[B * IN], wt[IN * OUT], y[B * OUT], ref[B * OUT];
     for (int i = 0; i < B * IN; i++) x[i] = (float)((i * 7919) % 23) / 23.0f - 0.5f;
     for (int i = 0; i < IN * OUT; i++) wt[i] = (float)((i * 104729) % 31) / 31.0f - 0.5f;
@@ -74,10 +74,17 @@ static void test_matmul_small(void **st) {
             ref[b * OUT + o] = (float)acc;
             y[b * OUT + o] = 1.0f;
         }
-    elm__matmul_small(B, IN, OUT, x, IN, wt, y, OUT, 1);
-    for (int i = 0; i < B * OUT; i++) assert_true(fabsf(y[i] - ref[i]) < 1e-5f);
-    elm__matmul_small(B, IN, OUT, x, IN, wt, y, OUT, 0);
-    for (int i = 0; i < B * OUT; i++) assert_true(fabsf(y[i] - (ref[i] - 1.0f)) < 1e-5f);
+    /* accumulate into y = 1 over a partial last block: lanes past the
+     * output width stay untouched */
+    elm__matmul_small(B, IN, OUT - 6, x, IN, wt, OUT, y, OUT, 1);
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < OUT; o++) {
+            if (o < OUT - 6) assert_true(fabsf(y[b * OUT + o] - ref[b * OUT + o]) < 1e-5f);
+            else assert_true(y[b * OUT + o] == 1.0f);
+        }
+    /* overwrite */
+    elm__matmul_small(B, IN, OUT, x, IN, wt, OUT, y, OUT, 0);
+    for (int i = 0; i < B * OUT; i++) assert_true(fabsf(y[i] + 1.0f - ref[i]) < 1e-5f);
 }
 
 static void test_reference_gemm_transposes(void **st) {

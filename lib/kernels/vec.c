@@ -18,8 +18,10 @@
  * (truncation error below 6e-9 relative), times 2^n built in the exponent
  * bits. Inputs are clamped to the finite range; the caller needs no more. */
 static inline float exp_inline(float x) {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
-    float n = __builtin_roundf(x * 1.44269504088896341f);
+    x = x < -87.0f ? -87.0f : x; /* ternaries, not fminf: these vectorise */
+    x = x > 88.0f ? 88.0f : x;
+    /* round to nearest by the 1.5 * 2^23 shifter (exact for |v| < 2^22) */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693145751953125f;   /* ln2 high part, exact product */
     r = r - n * 1.428606765330187045e-06f;  /* ln2 low part */
     float p = 1.0f / 5040.0f;
@@ -38,34 +40,54 @@ static inline float exp_inline(float x) {
 
 float elm__expf(float x) { return exp_inline(x); }
 
+/* 16 floats; each target clone lowers it to one zmm, two ymm or four xmm. */
+typedef float vf16 __attribute__((vector_size(64)));
+
+static inline vf16 load16(const float *p) {
+    vf16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store16(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
+
+/* Outputs in blocks of 64 held in four vector accumulators, then blocks of
+ * 16; wt's rows are padded with zeros to ldw >= round_up(out, 16) so the
+ * last partial block is a vector too, stored lane by lane. Each input row
+ * of wt is one broadcast-multiply-add per vector. */
 ELM_CLONES
 void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const float *wt,
-                       float *y, size_t ldy, int accumulate) {
-    enum { BLK = 64 };
+                       size_t ldw, float *y, size_t ldy, int accumulate) {
+    const vf16 zero = {0};
     for (int b = 0; b < B; b++) {
         const float *xb = x + (size_t)b * ldx;
         float *yb = y + (size_t)b * ldy;
-        for (int o0 = 0; o0 < out; o0 += BLK) {
-            int n = out - o0 < BLK ? out - o0 : BLK;
-            float acc[BLK];
-            if (n == BLK) {
-                /* Full block: fixed trip counts keep acc in registers. */
-                for (int q = 0; q < BLK; q++) acc[q] = accumulate ? yb[o0 + q] : 0.0f;
-                for (int i = 0; i < in; i++) {
-                    float xi = xb[i];
-                    const float *w = wt + (size_t)i * out + o0;
-                    for (int q = 0; q < BLK; q++) acc[q] += xi * w[q];
-                }
-                for (int q = 0; q < BLK; q++) yb[o0 + q] = acc[q];
-            } else {
-                for (int q = 0; q < n; q++) acc[q] = accumulate ? yb[o0 + q] : 0.0f;
-                for (int i = 0; i < in; i++) {
-                    float xi = xb[i];
-                    const float *w = wt + (size_t)i * out + o0;
-                    for (int q = 0; q < n; q++) acc[q] += xi * w[q];
-                }
-                for (int q = 0; q < n; q++) yb[o0 + q] = acc[q];
+        int o = 0;
+        for (; o + 64 <= out; o += 64) {
+            vf16 a0 = accumulate ? load16(yb + o) : zero;
+            vf16 a1 = accumulate ? load16(yb + o + 16) : zero;
+            vf16 a2 = accumulate ? load16(yb + o + 32) : zero;
+            vf16 a3 = accumulate ? load16(yb + o + 48) : zero;
+            const float *w = wt + o;
+            for (int i = 0; i < in; i++, w += ldw) {
+                vf16 xi = zero + xb[i];
+                a0 += xi * load16(w);
+                a1 += xi * load16(w + 16);
+                a2 += xi * load16(w + 32);
+                a3 += xi * load16(w + 48);
             }
+            store16(yb + o, a0);
+            store16(yb + o + 16, a1);
+            store16(yb + o + 32, a2);
+            store16(yb + o + 48, a3);
+        }
+        for (; o < out; o += 16) {
+            int n = out - o < 16 ? out - o : 16;
+            vf16 a0 = zero;
+            if (accumulate) memcpy(&a0, yb + o, (size_t)n * sizeof(float));
+            const float *w = wt + o;
+            for (int i = 0; i < in; i++, w += ldw) a0 += (zero + xb[i]) * load16(w);
+            memcpy(yb + o, &a0, (size_t)n * sizeof(float));
         }
     }
 }
@@ -73,7 +95,7 @@ void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const
 ELM_CLONES
 void elm__activate(int act, float *x, size_t n) {
     if (act == ELM_RELU) {
-        for (size_t i = 0; i < n; i++) x[i] = fmaxf(x[i], 0.0f);
+        for (size_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
     } else {
         for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + exp_inline(-x[i]));
     }
