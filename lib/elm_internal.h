@@ -106,6 +106,9 @@ void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx,
                        int accumulate);
 #define ELM_PAD16(n) (((size_t)(n) + 15) / 16 * 16)
 void elm__activate(int act, float *x, size_t n);
+/* bit k of bits[k / 64] = block x[16k .. 16k + 16) holds a value other than
+ * +-0 (NaN and Inf count as non-zero); bits holds ceil(n / 1024) words. */
+void elm__nonzero_blocks(const float *x, int n, uint64_t *bits);
 float elm__expf(float x);
 /* m = kappa * m + coef * 1.7159 tanh(2 z / 3), per stream; (B, n) rows. */
 void elm__memory_update(int B, int n, float *m, const float *kappa,

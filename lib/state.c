@@ -172,29 +172,24 @@ static int drive_row(const elm_model *m, const float *x, float *d) {
     memset(d, 0, (size_t)m->n_trace * sizeof *d);
     const int32_t *ptr = m->drive_ptr, *tgt = m->drive_tgt;
     const float *w = m->drive_w;
-    int n_in = m->n_in, i0 = 0;
-    /* Skip blocks of 16 zeros with one vectorised OR of the magnitude bits
-     * (so -0.0 counts as zero and NaN/Inf as non-zero). */
-    for (; i0 + 16 <= n_in; i0 += 16) {
-        uint32_t any = 0;
-        for (int q = 0; q < 16; q++) {
-            uint32_t u;
-            memcpy(&u, &x[i0 + q], sizeof u);
-            any |= u & 0x7fffffffu;
-        }
-        if (!any) continue;
-        for (int i = i0; i < i0 + 16; i++) {
-            float v = x[i];
-            if (v == 0.0f) continue;
-            if (!isfinite(v)) return i;
-            for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
-        }
-    }
-    for (int i = i0; i < n_in; i++) {
-        float v = x[i];
-        if (v == 0.0f) continue;
-        if (!isfinite(v)) return i;
-        for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
+    /* Whole blocks of 16 zeros are skipped after one vectorised test, in
+     * spans of 64 x 64 blocks so the bit set stays on the stack. */
+    enum { SPAN = 64 * 64 * 16 };
+    uint64_t bits[64];
+    for (int base = 0; base < m->n_in; base += SPAN) {
+        int n = m->n_in - base < SPAN ? m->n_in - base : SPAN;
+        elm__nonzero_blocks(x + base, n, bits);
+        for (int wd = 0; wd < (n + 1023) / 1024; wd++)
+            for (uint64_t word = bits[wd]; word; word &= word - 1) {
+                int i0 = base + (wd * 64 + __builtin_ctzll(word)) * 16;
+                int i1 = i0 + 16 < m->n_in ? i0 + 16 : m->n_in;
+                for (int i = i0; i < i1; i++) {
+                    float v = x[i];
+                    if (v == 0.0f) continue;
+                    if (!isfinite(v)) return i;
+                    for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
+                }
+            }
     }
     return -1;
 }
@@ -220,18 +215,23 @@ static void syn_update(const elm_model *m, float *syn, const float *x) {
     }
 }
 
-/* The recurrent part of one step for all streams: given layer-0
- * pre-activations h (B, out0) that already hold the branch part and the
- * bias, add the memory part, run the MLP, update mem. */
-static void recurrent_step(elm_state *s, float *h) {
+/* The recurrent part of one step for all streams. h (B, out0) holds the
+ * layer-0 bias; with `branch_done` it also holds the branch part already
+ * (sequence path) and s->u's branch columns are not read. u's memory
+ * columns get kappa_m * m, then the MLP runs and mem is updated. */
+static void recurrent_step(elm_state *s, float *h, bool branch_done) {
     const elm_model *m = s->model;
-    int B = s->B;
-    /* u = kappa_m * m */
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < m->n_m; i++)
-            s->u[(size_t)b * m->n_m + i] = m->kappa_m[i] * s->mem[(size_t)b * m->n_m + i];
+    int B = s->B, nu = m->n_b + m->n_m;
+    for (int b = 0; b < B; b++) {
+        float *u = s->u + (size_t)b * nu + m->n_b;
+        const float *mb = s->mem + (size_t)b * m->n_m;
+        for (int i = 0; i < m->n_m; i++) u[i] = m->kappa_m[i] * mb[i];
+    }
     const elm_layer *l0 = &m->layers[0];
-    product(B, l0, m->n_b, m->n_m, s->u, (size_t)m->n_m, h, (size_t)l0->out);
+    if (branch_done)
+        product(B, l0, m->n_b, m->n_m, s->u + m->n_b, (size_t)nu, h, (size_t)l0->out);
+    else
+        product(B, l0, 0, nu, s->u, (size_t)nu, h, (size_t)l0->out);
     /* Hidden layers alternate between two scratch rows, never writing the
      * buffer they read. */
     float *bufs[2] = {h == s->h0 ? s->h1 : s->h0, h == s->h0 ? s->h0 : s->h1};
@@ -262,14 +262,12 @@ ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
     if (m->collapsed && m->version == ELM_V1) s->syn_valid = false;
     for (size_t i = 0; i < (size_t)B * nt; i++)
         s->trace[i] = m->kappa_trace[i % nt] * s->trace[i] + s->d[i];
-    /* Layer 0, branch part: h = bias + c W0c. */
-    const elm_layer *l0 = &m->layers[0];
-    float *c = s->u; /* (B, n_b) reuse as scratch before u is rebuilt */
-    for (int b = 0; b < B; b++)
-        branch_input(m, s->trace + (size_t)b * nt, c + (size_t)b * m->n_b);
-    fill_rows(s->h0, l0->b, (size_t)B, l0->out);
-    product(B, l0, 0, m->n_b, c, (size_t)m->n_b, s->h0, (size_t)l0->out);
-    recurrent_step(s, s->h0);
+    /* u's branch columns; recurrent_step adds the memory columns and runs
+     * layer 0 over both in one pass. */
+    int nu = m->n_b + m->n_m;
+    for (int b = 0; b < B; b++) branch_input(m, s->trace + (size_t)b * nt, s->u + (size_t)b * nu);
+    fill_rows(s->h0, m->layers[0].b, (size_t)B, m->layers[0].out);
+    recurrent_step(s, s->h0, false);
     if (y) {
         fill_rows(y, m->readout.b, (size_t)B, m->n_out);
         product(B, &m->readout, 0, m->n_m, s->mem, (size_t)m->n_m, y, (size_t)m->n_out);
@@ -318,7 +316,7 @@ static int forward_chunk(elm_state *s, const float *x, size_t T, size_t t0, int 
                s->P, (size_t)out0);
     /* 4. the recurrent part, step by step */
     for (int t = 0; t < n; t++) {
-        recurrent_step(s, s->P + (size_t)t * B * out0);
+        recurrent_step(s, s->P + (size_t)t * B * out0, true);
         memcpy(s->M + (size_t)t * B * nm, s->mem, (size_t)B * nm * sizeof(float));
     }
     /* 5. readout for the whole chunk */

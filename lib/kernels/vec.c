@@ -93,6 +93,30 @@ void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const
 }
 
 ELM_CLONES
+void elm__nonzero_blocks(const float *x, int n, uint64_t *bits) {
+    int nblk = (n + 15) / 16;
+    for (int w = 0; w < (nblk + 63) / 64; w++) bits[w] = 0;
+    for (int k = 0; k < n / 16; k++) {
+        uint32_t any = 0;
+        for (int q = 0; q < 16; q++) {
+            uint32_t u;
+            memcpy(&u, &x[k * 16 + q], sizeof u);
+            any |= u & 0x7fffffffu;
+        }
+        if (any) bits[k / 64] |= (uint64_t)1 << (k % 64);
+    }
+    if (n % 16) {
+        uint32_t any = 0;
+        for (int i = n / 16 * 16; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], sizeof u);
+            any |= u & 0x7fffffffu;
+        }
+        if (any) bits[(n / 16) / 64] |= (uint64_t)1 << ((n / 16) % 64);
+    }
+}
+
+ELM_CLONES
 void elm__activate(int act, float *x, size_t n) {
     if (act == ELM_RELU) {
         for (size_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
