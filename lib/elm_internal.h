@@ -45,7 +45,8 @@ typedef struct elm_tensor {
 typedef struct elm_layer {
     int in, out;
     size_t ldw;     /* row stride of wt: out rounded up to 16, zero-padded */
-    float *wt;      /* (in, ldw): the transposed (out, in) weight */
+    float *wt;      /* (in, ldw): the transposed (out, in) weight, for GEMM */
+    float *panels;  /* the weight packed for elm__matmul_small */
     const float *b; /* (out) */
 } elm_layer;
 
@@ -99,11 +100,16 @@ void elm__sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K,
 void elm__gemm_init(void);
 
 /* kernels/vec.c: small products and fused elementwise kernels. */
-/* y (B, out) = [y +] x (B, in) @ wt (in, out); row strides ldx, ldw, ldy;
- * wt's rows must be readable (zero-padded) up to round_up(out, 16). */
+/* Weights packed for the small-batch kernel: column panels of 64 outputs
+ * while at least 64 remain, then of 16 (the last zero-padded), each panel
+ * (in, width) contiguous. panel_cols = total padded width. */
+size_t elm__panel_cols(int out);
+void elm__pack_panels(const float *w /* (out, in) */, int out, int in, float *dst);
+/* y (B, out) = [y +] x (B, in) @ W^T over rows [row0, row0 + in) of the
+ * packed weight's in_total input rows; row strides ldx, ldy. */
 void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx,
-                       const float *wt, size_t ldw, float *y, size_t ldy,
-                       int accumulate);
+                       const float *panels, int in_total, int row0, float *y,
+                       size_t ldy, int accumulate);
 #define ELM_PAD16(n) (((size_t)(n) + 15) / 16 * 16)
 void elm__activate(int act, float *x, size_t n);
 /* bit k of bits[k / 64] = block x[16k .. 16k + 16) holds a value other than

@@ -97,9 +97,9 @@ int elm__model_prepare(elm_model *m) {
     for (int i = 0; i <= m->L; i++) {
         size_t in = i == 0 ? (size_t)(m->n_b + m->n_m) : (size_t)m->H;
         size_t out = i == m->L ? (size_t)m->n_m : (size_t)m->H;
-        n += in * ELM_PAD16(out);
+        n += in * (ELM_PAD16(out) + elm__panel_cols((int)out));
     }
-    n += (size_t)m->n_m * ELM_PAD16(m->n_out);
+    n += (size_t)m->n_m * (ELM_PAD16(m->n_out) + elm__panel_cols(m->n_out));
     if (!m->prep) {
         m->prep = aligned_alloc(64, ((n * sizeof(float)) + 63) / 64 * 64);
         m->layers = calloc((size_t)m->L + 1, sizeof *m->layers);
@@ -136,6 +136,9 @@ int elm__model_prepare(elm_model *m) {
         l->b = m->params + b->offset;
         transpose_padded(m->params + w->offset, l->out, l->in, l->ldw, p);
         p += (size_t)l->in * l->ldw;
+        l->panels = p;
+        elm__pack_panels(m->params + w->offset, l->out, l->in, p);
+        p += (size_t)l->in * elm__panel_cols(l->out);
     }
     const elm_tensor *wy = &m->tensors[m->n_tensors - 2], *by = &m->tensors[m->n_tensors - 1];
     m->readout.in = m->n_m;
@@ -144,6 +147,9 @@ int elm__model_prepare(elm_model *m) {
     m->readout.wt = p;
     m->readout.b = m->params + by->offset;
     transpose_padded(m->params + wy->offset, m->n_out, m->n_m, m->readout.ldw, p);
+    p += (size_t)m->n_m * m->readout.ldw;
+    m->readout.panels = p;
+    elm__pack_panels(m->params + wy->offset, m->n_out, m->n_m, p);
 
     if (build_drive(m) != ELM_OK) return elm__fail(ELM_E_NOMEM, "model: out of memory");
     return ELM_OK;

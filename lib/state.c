@@ -53,12 +53,11 @@ struct elm_state {
  * layer's transposed weight starting at row `row0`. */
 static void product(int B, const elm_layer *l, int row0, int in, const float *x, size_t ldx,
                     float *y, size_t ldy) {
-    const float *wt = l->wt + (size_t)row0 * l->ldw;
     if (B < ELM_SMALL_BATCH)
-        elm__matmul_small(B, in, l->out, x, ldx, wt, l->ldw, y, ldy, 1);
+        elm__matmul_small(B, in, l->out, x, ldx, l->panels, l->in, row0, y, ldy, 1);
     else
-        elm__sgemm(0, 0, (size_t)B, (size_t)l->out, (size_t)in, 1.0f, x, ldx, wt, l->ldw, 1.0f,
-                   y, ldy);
+        elm__sgemm(0, 0, (size_t)B, (size_t)l->out, (size_t)in, 1.0f, x, ldx,
+                   l->wt + (size_t)row0 * l->ldw, l->ldw, 1.0f, y, ldy);
 }
 
 static void fill_rows(float *y, const float *bias, size_t rows, int n) {

@@ -63,28 +63,35 @@ static void test_expf_accuracy(void **st) {
 
 static void test_matmul_small(void **st) {
     (void)st;
-    enum { B = 3, IN = 37, OUT = 160 }; /* OUT - 6 = 154: a partial block */
-    static float x[B * IN], wt[IN * OUT], y[B * OUT], ref[B * OUT];
+    /* 154 outputs = 2 panels of 64 + 2 of 16, the last one partial; the
+     * product over input rows [5, 37) of the 37 packed rows */
+    enum { B = 3, IN = 37, OUT = 154, ROW0 = 5 };
+    static float x[B * IN], w[OUT * IN], y[B * OUT], ref[B * OUT];
+    static float packed[IN * 160];
+    assert_int_equal(elm__panel_cols(OUT), 160);
+    assert_int_equal(elm__panel_cols(2), 16);
+    assert_int_equal(elm__panel_cols(128), 128);
     for (int i = 0; i < B * IN; i++) x[i] = (float)((i * 7919) % 23) / 23.0f - 0.5f;
-    for (int i = 0; i < IN * OUT; i++) wt[i] = (float)((i * 104729) % 31) / 31.0f - 0.5f;
+    for (int i = 0; i < OUT * IN; i++) w[i] = (float)((i * 104729) % 31) / 31.0f - 0.5f;
+    elm__pack_panels(w, OUT, IN, packed);
     for (int b = 0; b < B; b++)
         for (int o = 0; o < OUT; o++) {
             double acc = 1.0;
-            for (int i = 0; i < IN; i++) acc += (double)x[b * IN + i] * wt[i * OUT + o];
+            for (int i = ROW0; i < IN; i++) acc += (double)x[b * IN + i] * w[o * IN + i];
             ref[b * OUT + o] = (float)acc;
             y[b * OUT + o] = 1.0f;
         }
-    /* accumulate into y = 1 over a partial last block: lanes past the
-     * output width stay untouched */
-    elm__matmul_small(B, IN, OUT - 6, x, IN, wt, OUT, y, OUT, 1);
+    elm__matmul_small(B, IN - ROW0, OUT, x + ROW0, IN, packed, IN, ROW0, y, OUT, 1);
+    for (int i = 0; i < B * OUT; i++) assert_true(fabsf(y[i] - ref[i]) < 1e-5f);
+    /* overwrite; a narrower output leaves the columns past it untouched */
+    for (int i = 0; i < B * OUT; i++) y[i] = 7.0f;
+    elm__pack_panels(w, OUT - 4, IN, packed);
+    elm__matmul_small(B, IN - ROW0, OUT - 4, x + ROW0, IN, packed, IN, ROW0, y, OUT, 0);
     for (int b = 0; b < B; b++)
         for (int o = 0; o < OUT; o++) {
-            if (o < OUT - 6) assert_true(fabsf(y[b * OUT + o] - ref[b * OUT + o]) < 1e-5f);
-            else assert_true(y[b * OUT + o] == 1.0f);
+            if (o < OUT - 4) assert_true(fabsf(y[b * OUT + o] + 1.0f - ref[b * OUT + o]) < 1e-5f);
+            else assert_true(y[b * OUT + o] == 7.0f);
         }
-    /* overwrite */
-    elm__matmul_small(B, IN, OUT, x, IN, wt, OUT, y, OUT, 0);
-    for (int i = 0; i < B * OUT; i++) assert_true(fabsf(y[i] + 1.0f - ref[i]) < 1e-5f);
 }
 
 static void test_reference_gemm_transposes(void **st) {

@@ -51,59 +51,77 @@ static inline vf16 load16(const float *p) {
 
 static inline void store16(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
 
-/* Outputs in blocks of 64 held in four vector accumulators, then blocks of
- * 16; wt's rows are padded with zeros to ldw >= round_up(out, 16) so the
- * last partial block is a vector too, stored lane by lane. Each input row
- * of wt is one broadcast-multiply-add per vector. */
+size_t elm__panel_cols(int out) {
+    size_t full = (size_t)out / 64 * 64;
+    return full + ((size_t)out - full + 15) / 16 * 16;
+}
+
+void elm__pack_panels(const float *w, int out, int in, float *dst) {
+    for (int o = 0; o < out;) {
+        int width = out - o >= 64 ? 64 : 16;
+        for (int i = 0; i < in; i++)
+            for (int q = 0; q < width; q++)
+                *dst++ = o + q < out ? w[(size_t)(o + q) * in + i] : 0.0f;
+        o += width;
+    }
+}
+
+/* Each panel is read front to back once per stream: 64 outputs in four
+ * vector accumulators (or 16 in one), one broadcast-multiply-add per vector
+ * and input; the last panel's padding lanes are computed and not stored. */
 ELM_CLONES
-void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const float *wt,
-                       size_t ldw, float *y, size_t ldy, int accumulate) {
+void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const float *panels,
+                       int in_total, int row0, float *y, size_t ldy, int accumulate) {
     const vf16 zero = {0};
     for (int b = 0; b < B; b++) {
         const float *xb = x + (size_t)b * ldx;
         float *yb = y + (size_t)b * ldy;
-        int o = 0;
-        for (; o + 64 <= out; o += 64) {
-            vf16 a0 = accumulate ? load16(yb + o) : zero;
-            vf16 a1 = accumulate ? load16(yb + o + 16) : zero;
-            vf16 a2 = accumulate ? load16(yb + o + 32) : zero;
-            vf16 a3 = accumulate ? load16(yb + o + 48) : zero;
-            const float *w = wt + o;
-            for (int i = 0; i < in; i++, w += ldw) {
-                vf16 xi = zero + xb[i];
-                a0 += xi * load16(w);
-                a1 += xi * load16(w + 16);
-                a2 += xi * load16(w + 32);
-                a3 += xi * load16(w + 48);
+        const float *panel = panels;
+        for (int o = 0; o < out;) {
+            if (out - o >= 64) {
+                const float *w = panel + (size_t)row0 * 64;
+                vf16 a0 = accumulate ? load16(yb + o) : zero;
+                vf16 a1 = accumulate ? load16(yb + o + 16) : zero;
+                vf16 a2 = accumulate ? load16(yb + o + 32) : zero;
+                vf16 a3 = accumulate ? load16(yb + o + 48) : zero;
+                for (int i = 0; i < in; i++, w += 64) {
+                    vf16 xi = zero + xb[i];
+                    a0 += xi * load16(w);
+                    a1 += xi * load16(w + 16);
+                    a2 += xi * load16(w + 32);
+                    a3 += xi * load16(w + 48);
+                }
+                store16(yb + o, a0);
+                store16(yb + o + 16, a1);
+                store16(yb + o + 32, a2);
+                store16(yb + o + 48, a3);
+                panel += (size_t)in_total * 64;
+                o += 64;
+            } else {
+                int n = out - o < 16 ? out - o : 16;
+                const float *w = panel + (size_t)row0 * 16;
+                vf16 a0 = zero;
+                if (accumulate) memcpy(&a0, yb + o, (size_t)n * sizeof(float));
+                for (int i = 0; i < in; i++, w += 16) a0 += (zero + xb[i]) * load16(w);
+                memcpy(yb + o, &a0, (size_t)n * sizeof(float));
+                panel += (size_t)in_total * 16;
+                o += 16;
             }
-            store16(yb + o, a0);
-            store16(yb + o + 16, a1);
-            store16(yb + o + 32, a2);
-            store16(yb + o + 48, a3);
-        }
-        for (; o < out; o += 16) {
-            int n = out - o < 16 ? out - o : 16;
-            vf16 a0 = zero;
-            if (accumulate) memcpy(&a0, yb + o, (size_t)n * sizeof(float));
-            const float *w = wt + o;
-            for (int i = 0; i < in; i++, w += ldw) a0 += (zero + xb[i]) * load16(w);
-            memcpy(yb + o, &a0, (size_t)n * sizeof(float));
         }
     }
 }
 
-ELM_CLONES
+/* 64-bit ORs over the magnitude bits: half the operations of a per-float
+ * test, and no dependence on the compiler vectorising a reduction. */
 void elm__nonzero_blocks(const float *x, int n, uint64_t *bits) {
+    const uint64_t mag = 0x7fffffff7fffffffULL;
     int nblk = (n + 15) / 16;
     for (int w = 0; w < (nblk + 63) / 64; w++) bits[w] = 0;
     for (int k = 0; k < n / 16; k++) {
-        uint32_t any = 0;
-        for (int q = 0; q < 16; q++) {
-            uint32_t u;
-            memcpy(&u, &x[k * 16 + q], sizeof u);
-            any |= u & 0x7fffffffu;
-        }
-        if (any) bits[k / 64] |= (uint64_t)1 << (k % 64);
+        uint64_t v[8], any = 0;
+        memcpy(v, x + (size_t)k * 16, sizeof v);
+        for (int q = 0; q < 8; q++) any |= v[q];
+        if (any & mag) bits[k / 64] |= (uint64_t)1 << (k % 64);
     }
     if (n % 16) {
         uint32_t any = 0;
