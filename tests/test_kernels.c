@@ -94,6 +94,27 @@ static void test_matmul_small(void **st) {
         }
 }
 
+/* The block scan: every block with a non-zero, NaN or Inf is flagged, and
+ * blocks of +-0 only are not, for lengths with and without a tail. */
+static void test_nonzero_blocks(void **st) {
+    (void)st;
+    static float x[1300];
+    uint64_t bits[2];
+    for (int n = 1; n <= 1300; n += 37) {
+        for (int probe = 0; probe < n; probe += 13) {
+            memset(x, 0, sizeof x);
+            x[(probe * 7) % n] = -0.0f;
+            float v = probe % 3 == 0 ? NAN : probe % 3 == 1 ? -INFINITY : 1e-30f;
+            x[probe] = v;
+            elm__nonzero_blocks(x, n, bits);
+            for (int k = 0; k * 16 < n; k++) {
+                bool set = (bits[k / 64] >> (k % 64)) & 1;
+                assert_int_equal(set, k == probe / 16);
+            }
+        }
+    }
+}
+
 static void test_reference_gemm_transposes(void **st) {
     (void)st;
     /* C (2x3) = A^T (2x4) B^T (4x3), A stored (4, 2), B stored (3, 4) */
@@ -114,6 +135,7 @@ int main(void) {
         cmocka_unit_test(test_blis_policy),
         cmocka_unit_test(test_expf_accuracy),
         cmocka_unit_test(test_matmul_small),
+        cmocka_unit_test(test_nonzero_blocks),
         cmocka_unit_test(test_reference_gemm_transposes),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);

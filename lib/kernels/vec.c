@@ -111,28 +111,78 @@ void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const
     }
 }
 
-/* 64-bit ORs over the magnitude bits: half the operations of a per-float
- * test, and no dependence on the compiler vectorising a reduction. */
-void elm__nonzero_blocks(const float *x, int n, uint64_t *bits) {
-    const uint64_t mag = 0x7fffffff7fffffffULL;
+/* Which 16-float blocks hold a value other than +-0. The tail block and the
+ * portable version test 64-bit words of magnitude bits; on x86-64 the
+ * loader picks an AVX-512 or AVX2 version (one vector test per block). */
+static void nonzero_tail(const float *x, int n, uint64_t *bits, int k0) {
+    for (int k = k0; k * 16 < n; k++) {
+        uint32_t any = 0;
+        for (int i = k * 16; i < n && i < k * 16 + 16; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], sizeof u);
+            any |= u & 0x7fffffffu;
+        }
+        if (any) bits[k / 64] |= (uint64_t)1 << (k % 64);
+    }
+}
+
+static void clear_bits(int n, uint64_t *bits) {
     int nblk = (n + 15) / 16;
     for (int w = 0; w < (nblk + 63) / 64; w++) bits[w] = 0;
+}
+
+static void nonzero_blocks_portable(const float *x, int n, uint64_t *bits) {
+    const uint64_t mag = 0x7fffffff7fffffffULL;
+    clear_bits(n, bits);
     for (int k = 0; k < n / 16; k++) {
         uint64_t v[8], any = 0;
         memcpy(v, x + (size_t)k * 16, sizeof v);
         for (int q = 0; q < 8; q++) any |= v[q];
         if (any & mag) bits[k / 64] |= (uint64_t)1 << (k % 64);
     }
-    if (n % 16) {
-        uint32_t any = 0;
-        for (int i = n / 16 * 16; i < n; i++) {
-            uint32_t u;
-            memcpy(&u, &x[i], sizeof u);
-            any |= u & 0x7fffffffu;
-        }
-        if (any) bits[(n / 16) / 64] |= (uint64_t)1 << ((n / 16) % 64);
-    }
+    nonzero_tail(x, n, bits, n / 16);
 }
+
+#if defined(ELM_HAVE_IFUNC)
+#include <immintrin.h>
+
+__attribute__((target("avx512f"))) static void nonzero_blocks_avx512(const float *x, int n,
+                                                                      uint64_t *bits) {
+    const __m512i mag = _mm512_set1_epi32(0x7fffffff);
+    clear_bits(n, bits);
+    for (int k = 0; k < n / 16; k++) {
+        __m512i v = _mm512_loadu_si512((const void *)(x + (size_t)k * 16));
+        if (_mm512_test_epi32_mask(v, mag)) bits[k / 64] |= (uint64_t)1 << (k % 64);
+    }
+    nonzero_tail(x, n, bits, n / 16);
+}
+
+__attribute__((target("avx2"))) static void nonzero_blocks_avx2(const float *x, int n,
+                                                                 uint64_t *bits) {
+    const __m256i mag = _mm256_set1_epi32(0x7fffffff);
+    clear_bits(n, bits);
+    for (int k = 0; k < n / 16; k++) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(x + (size_t)k * 16));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(x + (size_t)k * 16 + 8));
+        if (!_mm256_testz_si256(_mm256_or_si256(a, b), mag)) bits[k / 64] |= (uint64_t)1 << (k % 64);
+    }
+    nonzero_tail(x, n, bits, n / 16);
+}
+
+typedef void nonzero_fn(const float *, int, uint64_t *);
+static nonzero_fn *resolve_nonzero_blocks(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return nonzero_blocks_avx512;
+    if (__builtin_cpu_supports("avx2")) return nonzero_blocks_avx2;
+    return nonzero_blocks_portable;
+}
+void elm__nonzero_blocks(const float *x, int n, uint64_t *bits)
+    __attribute__((ifunc("resolve_nonzero_blocks")));
+#else
+void elm__nonzero_blocks(const float *x, int n, uint64_t *bits) {
+    nonzero_blocks_portable(x, n, bits);
+}
+#endif
 
 ELM_CLONES
 void elm__activate(int act, float *x, size_t n) {
