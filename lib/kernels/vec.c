@@ -100,9 +100,19 @@ void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const
             } else {
                 int n = out - o < 16 ? out - o : 16;
                 const float *w = panel + (size_t)row0 * 16;
-                vf16 a0 = zero;
+                /* One accumulator would wait a full FMA latency per input;
+                 * four partial sums over interleaved inputs do not. */
+                vf16 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
                 if (accumulate) memcpy(&a0, yb + o, (size_t)n * sizeof(float));
-                for (int i = 0; i < in; i++, w += 16) a0 += (zero + xb[i]) * load16(w);
+                int i = 0;
+                for (; i + 4 <= in; i += 4, w += 64) {
+                    a0 += (zero + xb[i]) * load16(w);
+                    a1 += (zero + xb[i + 1]) * load16(w + 16);
+                    a2 += (zero + xb[i + 2]) * load16(w + 32);
+                    a3 += (zero + xb[i + 3]) * load16(w + 48);
+                }
+                for (; i < in; i++, w += 16) a0 += (zero + xb[i]) * load16(w);
+                a0 = (a0 + a1) + (a2 + a3);
                 memcpy(yb + o, &a0, (size_t)n * sizeof(float));
                 panel += (size_t)in_total * 16;
                 o += 16;
