@@ -259,8 +259,11 @@ ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
                              (double)x[(size_t)b * m->n_in + bad]);
     }
     if (m->collapsed && m->version == ELM_V1) s->syn_valid = false;
-    for (size_t i = 0; i < (size_t)B * nt; i++)
-        s->trace[i] = m->kappa_trace[i % nt] * s->trace[i] + s->d[i];
+    for (int b = 0; b < B; b++) {
+        float *tr = s->trace + (size_t)b * nt;
+        const float *d = s->d + (size_t)b * nt;
+        for (int i = 0; i < nt; i++) tr[i] = m->kappa_trace[i] * tr[i] + d[i];
+    }
     /* u's branch columns; recurrent_step adds the memory columns and runs
      * layer 0 over both in one pass. */
     int nu = m->n_b + m->n_m;
