@@ -44,7 +44,7 @@ typedef struct elm_tensor {
 /* A dense layer prepared for the forward: y (B, out) = x (B, in) @ wt + b. */
 typedef struct elm_layer {
     int in, out;
-    size_t ldw;     /* row stride of wt: out rounded up to 16, zero-padded */
+    size_t ldw;     /* row stride of wt (= out) */
     float *wt;      /* (in, ldw): the transposed (out, in) weight, for GEMM */
     float *panels;  /* the weight packed for elm__matmul_small */
     const float *b; /* (out) */
@@ -110,7 +110,6 @@ void elm__pack_panels(const float *w /* (out, in) */, int out, int in, float *ds
 void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx,
                        const float *panels, int in_total, int row0, float *y,
                        size_t ldy, int accumulate);
-#define ELM_PAD16(n) (((size_t)(n) + 15) / 16 * 16)
 void elm__activate(int act, float *x, size_t n);
 /* bit k of bits[k / 64] = block x[16k .. 16k + 16) holds a value other than
  * +-0 (NaN and Inf count as non-zero); bits holds ceil(n / 1024) words. */

@@ -78,12 +78,10 @@ static int build_drive(elm_model *m) {
     return ELM_OK;
 }
 
-/* dst (in, ldw) = src (out, in) transposed, columns out..ldw zero. */
-static void transpose_padded(const float *src, int out, int in, size_t ldw, float *dst) {
-    for (int c = 0; c < in; c++) {
-        for (int o = 0; o < out; o++) dst[(size_t)c * ldw + o] = src[(size_t)o * in + c];
-        for (size_t o = (size_t)out; o < ldw; o++) dst[(size_t)c * ldw + o] = 0.0f;
-    }
+/* dst (in, out) = src (out, in) transposed. */
+static void transpose(const float *src, int out, int in, float *dst) {
+    for (int c = 0; c < in; c++)
+        for (int o = 0; o < out; o++) dst[(size_t)c * out + o] = src[(size_t)o * in + c];
 }
 
 int elm__model_prepare(elm_model *m) {
@@ -97,9 +95,9 @@ int elm__model_prepare(elm_model *m) {
     for (int i = 0; i <= m->L; i++) {
         size_t in = i == 0 ? (size_t)(m->n_b + m->n_m) : (size_t)m->H;
         size_t out = i == m->L ? (size_t)m->n_m : (size_t)m->H;
-        n += in * (ELM_PAD16(out) + elm__panel_cols((int)out));
+        n += in * (out + elm__panel_cols((int)out));
     }
-    n += (size_t)m->n_m * (ELM_PAD16(m->n_out) + elm__panel_cols(m->n_out));
+    n += (size_t)m->n_m * ((size_t)m->n_out + elm__panel_cols(m->n_out));
     if (!m->prep) {
         m->prep = aligned_alloc(64, ((n * sizeof(float)) + 63) / 64 * 64);
         m->layers = calloc((size_t)m->L + 1, sizeof *m->layers);
@@ -131,10 +129,10 @@ int elm__model_prepare(elm_model *m) {
         elm_layer *l = &m->layers[i];
         l->out = (int)w->shape[0];
         l->in = (int)w->shape[1];
-        l->ldw = ELM_PAD16(l->out);
+        l->ldw = (size_t)l->out;
         l->wt = p;
         l->b = m->params + b->offset;
-        transpose_padded(m->params + w->offset, l->out, l->in, l->ldw, p);
+        transpose(m->params + w->offset, l->out, l->in, p);
         p += (size_t)l->in * l->ldw;
         l->panels = p;
         elm__pack_panels(m->params + w->offset, l->out, l->in, p);
@@ -143,10 +141,10 @@ int elm__model_prepare(elm_model *m) {
     const elm_tensor *wy = &m->tensors[m->n_tensors - 2], *by = &m->tensors[m->n_tensors - 1];
     m->readout.in = m->n_m;
     m->readout.out = m->n_out;
-    m->readout.ldw = ELM_PAD16(m->n_out);
+    m->readout.ldw = (size_t)m->n_out;
     m->readout.wt = p;
     m->readout.b = m->params + by->offset;
-    transpose_padded(m->params + wy->offset, m->n_out, m->n_m, m->readout.ldw, p);
+    transpose(m->params + wy->offset, m->n_out, m->n_m, p);
     p += (size_t)m->n_m * m->readout.ldw;
     m->readout.panels = p;
     elm__pack_panels(m->params + wy->offset, m->n_out, m->n_m, p);

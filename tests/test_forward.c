@@ -27,14 +27,12 @@ static void assert_close_f(const float *a, const float *b, size_t n, double tol,
 }
 
 static void assert_close_d(const float *a, const double *b, size_t n, double tol, const char *what) {
-    float *bf = malloc(n * sizeof *bf);
     double worst = 0;
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
         double err = fabs((double)a[i] - b[i]) / (1 + fabs(b[i]));
         if (!(err <= worst)) { worst = err; at = i; }
     }
-    free(bf);
     if (!(worst <= tol))
         fail_msg("%s: element %zu differs: %.9g vs %.9g (scaled error %.3g > %.3g)", what, at,
                  (double)a[at], b[at], worst, tol);
