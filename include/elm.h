@@ -8,6 +8,11 @@
  *   3. elm_config: hyper-parameters
  *   4. elm_model:  parameters, initialisation, sequence forward
  *   5. elm_state:  streaming state of B independent streams
+ *   6. elm_tape:   training forward with a tape, and BPTT gradients
+ *   7. elm_loss:   losses with their gradients; metrics
+ *   8. elm_optimizer: SGD, Adam, AdamW, Adamax; schedules; clipping
+ *   9. elm_dataset: batches from in-memory arrays
+ *  10. elm_trainer: the training and evaluation loop
  *
  * ---------------------------------------------------------------------------
  * 1. CONVENTIONS
@@ -68,7 +73,7 @@ extern "C" {
  */
 
 #define ELM_VERSION_MAJOR 0
-#define ELM_VERSION_MINOR 1
+#define ELM_VERSION_MINOR 2
 #define ELM_VERSION_PATCH 0
 #define ELM_VERSION_NUMBER \
     (ELM_VERSION_MAJOR * 10000 + ELM_VERSION_MINOR * 100 + ELM_VERSION_PATCH)
@@ -337,6 +342,403 @@ ELM_API int elm_state_reset(elm_state *state, int64_t stream);
  * set refuses NaN/Inf. Use these to checkpoint a simulation. Since 0.1. */
 ELM_API int elm_state_get(const elm_state *state, float *dst, size_t n);
 ELM_API int elm_state_set(elm_state *state, const float *src, size_t n);
+
+/* ---------------------------------------------------------------------------
+ * 6. elm_tape: TRAINING FORWARD AND BPTT GRADIENTS
+ *
+ * A tape runs the sequence forward of B streams from the zero state while
+ * recording what backpropagation through time needs, then computes the
+ * gradient of a loss with respect to every parameter and, optionally, to
+ * the input x (so an ELM can sit behind another differentiable layer).
+ *
+ * Gradients live in a float array laid out exactly like the parameter
+ * buffer (ELM_SIZE_PARAMS floats, tensors in elm_model_param_info order).
+ * elm_tape_backward ADDS into it, as autograd accumulates: zero it before
+ * the first backward of a step. Gradients are computed for w_s_proto
+ * (through its relu), every MLP layer, the readout and tau_m_proto (through
+ * the bounded sigmoid, whether or not tau_m is trained); tau_s (v1) /
+ * tau_b (v2) only with ELM_TAPE_GRAD_TAU. The routing table has none.
+ *
+ * Memory is sized at creation for T_max steps. By default the tape keeps
+ * every step's activations (~ (2 n_b + 2 n_m + L H) floats per stream and
+ * step, plus per-segment workspaces). With ELM_TAPE_CHECKPOINT it keeps the
+ * recurrent state only at the start of segments of ~sqrt(T_max) steps and
+ * recomputes each segment during the backward: memory grows with sqrt(T)
+ * and the gradients are bit-identical to the default mode, at the price of
+ * a second forward. Both modes run the same segment structure.
+ *
+ * Variable lengths and burn-in need nothing here: steps whose outputs carry
+ * no loss simply get dy = 0 (elm_loss_compute does this).
+ *
+ * A tape reads its model: the model must outlive it and must not change
+ * between a forward and its backward. One thread at a time per tape.
+ */
+typedef struct elm_tape elm_tape;
+
+typedef enum elm_tape_flag {
+    ELM_TAPE_CHECKPOINT = 1, /* recompute segments: memory ~ sqrt(T) */
+    ELM_TAPE_GRAD_TAU = 2    /* also d/d tau_s (v1) or d/d tau_b (v2) */
+} elm_tape_flag;
+
+/* A tape for B streams of at most T_max steps; flags is an OR of
+ * elm_tape_flag. Since 0.2. */
+ELM_API int elm_tape_create(const elm_model *model, size_t B, size_t T_max,
+                            unsigned flags, elm_tape **out);
+ELM_API void elm_tape_free(elm_tape *tape);
+
+/* Bytes the tape allocated (all of it, workspaces included). Since 0.2. */
+ELM_API int elm_tape_memory(const elm_tape *tape, size_t *bytes);
+
+/* Forward from the zero state, recording: x (B, T, n_in) -> y (B, T, n_out),
+ * 1 <= T <= T_max. Equal within float rounding to elm_model_forward. A NaN
+ * or Inf in x fails with ELM_E_NONFINITE. Since 0.2. */
+ELM_API int elm_tape_forward(elm_tape *tape, const float *x, size_t T,
+                             float *y);
+
+/* Backward through the last forward. x is the SAME input array that was
+ * given to elm_tape_forward (the tape does not copy it); dy (B, T, n_out) is
+ * dL/dy. Adds dL/dparams into grad (ELM_SIZE_PARAMS floats); writes dL/dx
+ * (B, T, n_in) into dx unless dx is NULL. dy must be finite
+ * (ELM_E_NONFINITE otherwise, nothing written). May be called again for
+ * another dy of the same forward. Since 0.2. */
+ELM_API int elm_tape_backward(elm_tape *tape, const float *x, const float *dy,
+                              float *grad, float *dx);
+
+/* ---------------------------------------------------------------------------
+ * 7. elm_loss: LOSSES WITH THEIR GRADIENTS, AND METRICS
+ *
+ * A loss maps outputs y (B, T, n_out) and targets to a scalar and its
+ * gradient dy. Which steps count:
+ *   - lengths (B) int64, or NULL for "all T": sample b has steps
+ *     [0, lengths[b]); lengths[b] == 0 marks a padding sample that
+ *     contributes nothing;
+ *   - burn-in t0 (elm_loss_set_burn_in): steps t < t0 carry no loss
+ *     (ignored by ELM_LOSS_CE_LAST, which scores the last valid step).
+ * Means are over the counted (sample, step) pairs. Losses with no counted
+ * pair fail with ELM_E_INVALID.
+ *
+ *   ELM_LOSS_CE_LAST  cross-entropy of softmax(y[b, lengths[b]-1, :]) with
+ *                     labels (B); mean over samples (the paper's
+ *                     classification setting)
+ *   ELM_LOSS_CE_ALL   cross-entropy at every counted step, labels (B, T)
+ *   ELM_LOSS_NEURONIO w0 * BCEWithLogits(y[..., 0], target[..., 0])
+ *                     + w1 * MSE(y[..., 1], target[..., 1]), target
+ *                     (B, T, 2), n_out == 2, weights default (0.5, 0.5)
+ *                     (model.md §5)
+ *   ELM_LOSS_MSE      sum_o w_o * mean (y[..., o] - target[..., o])^2,
+ *                     target (B, T, n_out), weights default 1/n_out (which
+ *                     is PyTorch's MSELoss)
+ *
+ * Per-output weights (elm_loss_set_weights, n_out non-negative finite
+ * values): as above for NEURONIO and MSE; for cross-entropy they are class
+ * weights with PyTorch's semantics, sum_i w[c_i] nll_i / sum_i w[c_i].
+ * A loss object is immutable during compute; one thread at a time may
+ * change it.
+ */
+typedef struct elm_loss elm_loss;
+
+typedef enum elm_loss_kind {
+    ELM_LOSS_CE_LAST = 1,
+    ELM_LOSS_CE_ALL = 2,
+    ELM_LOSS_NEURONIO = 3,
+    ELM_LOSS_MSE = 4
+} elm_loss_kind;
+
+/* Since 0.2. */
+ELM_API int elm_loss_create(elm_loss_kind kind, size_t n_out, elm_loss **out);
+ELM_API void elm_loss_free(elm_loss *loss);
+ELM_API elm_loss_kind elm_loss_get_kind(const elm_loss *loss);
+/* "ce_last", "ce_all", "neuronio", "mse" <-> kind; name NULL if unknown. */
+ELM_API int elm_loss_kind_from_name(const char *name, elm_loss_kind *kind);
+ELM_API const char *elm_loss_kind_name(elm_loss_kind kind);
+ELM_API int elm_loss_set_burn_in(elm_loss *loss, size_t t0);
+ELM_API int elm_loss_set_weights(elm_loss *loss, const float *w, size_t n);
+
+/* value = the loss; dy (B, T, n_out) = dL/dy, overwritten (zeros where
+ * nothing counts), or NULL. Classification kinds read `labels` (int32 in
+ * [0, n_out)) and need target == NULL; the others read `target` and need
+ * labels == NULL. Non-finite y or target: ELM_E_NONFINITE. Since 0.2. */
+ELM_API int elm_loss_compute(const elm_loss *loss, const float *y, size_t B,
+                             size_t T, const float *target,
+                             const int32_t *labels, const int64_t *lengths,
+                             double *value, float *dy);
+
+/* Metrics, over the same counted steps as the losses (lengths may be NULL,
+ * t0 is the burn-in; `last` = 1 scores only each sample's last valid step).
+ *
+ * Accuracy: fraction of counted steps whose argmax over n_out equals the
+ * label (labels (B) when last, else (B, T)). Since 0.2. */
+ELM_API int elm_metric_accuracy(const float *y, size_t B, size_t T,
+                                size_t n_out, const int32_t *labels,
+                                const int64_t *lengths, size_t t0, int last,
+                                double *accuracy);
+/* ROC AUC of scores against binary truth (0 or 1 as float), n pairs; tied
+ * scores count one half (the Mann-Whitney statistic, as scikit-learn's
+ * roc_auc_score). ELM_E_INVALID when only one class is present. */
+ELM_API int elm_metric_roc_auc(const float *score, const float *truth,
+                               size_t n, double *auc);
+/* Root mean square of (a - b) over n pairs. */
+ELM_API int elm_metric_rmse(const float *a, const float *b, size_t n,
+                            double *rmse);
+
+/* ---------------------------------------------------------------------------
+ * 8. elm_optimizer: SGD, ADAM, ADAMW, ADAMAX
+ *
+ * An optimizer updates a model's parameters from a gradient array (the
+ * parameter-buffer layout of section 6) with PyTorch's update formulas
+ * (torch.optim, defaults foreach=False, maximize=False, amsgrad=False).
+ * With g the gradient, p the parameter, t the step (1-based), lr_t the
+ * scheduled learning rate, wd the weight decay:
+ *
+ *   SGD     g += wd p; with momentum mu > 0: buf = g at t = 1, else
+ *           buf = mu buf + (1 - dampening) g; g = g + mu buf (Nesterov) or
+ *           g = buf; p -= lr_t g
+ *   Adam    g += wd p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+ *           p -= lr_t / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+ *   AdamW   p *= 1 - lr_t wd; then Adam with no g += wd p
+ *   Adamax  g += wd p; m = b1 m + (1 - b1) g; u = max(b2 u, |g| + eps);
+ *           p -= lr_t / (1 - b1^t) * m / u
+ *
+ * Clipping (ELM_OPTIM_CLIP_NORM = c > 0) first scales the gradients of the
+ * trained tensors by min(1, c / (norm + 1e-6)), norm their global L2 norm
+ * (torch.nn.utils.clip_grad_norm_).
+ *
+ * Schedules, with s the number of steps taken before this one, W warm-up
+ * steps, N total steps, eta = ELM_OPTIM_MIN_LR:
+ *   constant  lr_t = lr
+ *   cosine    lr_t = eta + (lr - eta) (1 + cos(pi s' / N')) / 2 with
+ *             s' = s - W, N' = N - W (torch CosineAnnealingLR stepped once
+ *             per optimizer step; s' is clamped to N')
+ *   warm-up   for s < W: lr_t = lr (s + 1) / W, before either schedule
+ *
+ * Trained tensors: the model's trainable ones by default; any tensor may be
+ * frozen or unfrozen by name (unfreezing tau_s, tau_b or tau_m_proto trains
+ * them; a tau is kept >= 1e-6 ms). After each step the model's derived data
+ * is refreshed. The optimizer keeps a pointer to its model, which must
+ * outlive it, and no state or tape of the model may run during a step.
+ */
+typedef struct elm_optimizer elm_optimizer;
+
+typedef enum elm_optimizer_kind {
+    ELM_OPTIM_SGD = 1,
+    ELM_OPTIM_ADAM = 2,
+    ELM_OPTIM_ADAMW = 3,
+    ELM_OPTIM_ADAMAX = 4
+} elm_optimizer_kind;
+
+typedef enum elm_optim_param {
+    ELM_OPTIM_LR = 1,           /* > 0; default 1e-3 (Adamax 2e-3, SGD 1e-2) */
+    ELM_OPTIM_MOMENTUM = 2,     /* SGD, [0, 1), default 0 */
+    ELM_OPTIM_DAMPENING = 3,    /* SGD, [0, 1], default 0 */
+    ELM_OPTIM_NESTEROV = 4,     /* SGD, 0 | 1; needs momentum > 0 and
+                                   dampening 0 (checked at the step) */
+    ELM_OPTIM_BETA1 = 5,        /* [0, 1), default 0.9 */
+    ELM_OPTIM_BETA2 = 6,        /* [0, 1), default 0.999 */
+    ELM_OPTIM_EPS = 7,          /* > 0, default 1e-8 */
+    ELM_OPTIM_WEIGHT_DECAY = 8, /* >= 0, default 0 (AdamW 1e-2) */
+    ELM_OPTIM_CLIP_NORM = 9,    /* >= 0, 0 = no clipping (default) */
+    ELM_OPTIM_SCHEDULE = 10,    /* ELM_SCHEDULE_*, default constant */
+    ELM_OPTIM_TOTAL_STEPS = 11, /* N for cosine, >= 1, default 1 */
+    ELM_OPTIM_WARMUP_STEPS = 12,/* W >= 0, default 0 */
+    ELM_OPTIM_MIN_LR = 13       /* eta >= 0, default 0 */
+} elm_optim_param;
+
+typedef enum elm_schedule {
+    ELM_SCHEDULE_CONSTANT = 0,
+    ELM_SCHEDULE_COSINE = 1
+} elm_schedule;
+
+/* Since 0.2. */
+ELM_API int elm_optimizer_create(elm_model *model, elm_optimizer_kind kind,
+                                 elm_optimizer **out);
+ELM_API void elm_optimizer_free(elm_optimizer *opt);
+/* "sgd", "adam", "adamw", "adamax" <-> kind; name NULL if unknown. */
+ELM_API int elm_optimizer_kind_from_name(const char *name,
+                                         elm_optimizer_kind *kind);
+ELM_API const char *elm_optimizer_kind_name(elm_optimizer_kind kind);
+/* ELM_E_UNKNOWN_NAME for a key this kind does not use (momentum on Adam),
+ * ELM_E_INVALID (unchanged) for a value out of bounds. */
+ELM_API int elm_optimizer_set(elm_optimizer *opt, elm_optim_param key,
+                              double value);
+ELM_API int elm_optimizer_get(const elm_optimizer *opt, elm_optim_param key,
+                              double *value);
+/* Freeze (1) or train (0) a tensor by libelm name or official alias. */
+ELM_API int elm_optimizer_freeze(elm_optimizer *opt, const char *tensor,
+                                 int frozen);
+ELM_API int elm_optimizer_is_frozen(const elm_optimizer *opt,
+                                    const char *tensor, int *frozen);
+
+/* One update from grad (ELM_SIZE_PARAMS floats; entries of frozen tensors
+ * are ignored). grad is scaled in place when clipping applies. The global
+ * L2 norm of the trained gradients before clipping goes to *grad_norm
+ * (may be NULL). A non-finite norm fails with ELM_E_NONFINITE and changes
+ * nothing (parameters, moments, step count). Since 0.2. */
+ELM_API int elm_optimizer_step(elm_optimizer *opt, float *grad,
+                               double *grad_norm);
+
+/* Steps taken so far, and the learning rate the next step will use. */
+ELM_API uint64_t elm_optimizer_steps(const elm_optimizer *opt);
+ELM_API double elm_optimizer_lr(const elm_optimizer *opt);
+
+/* The optimizer's whole state (kind, settings, frozen set, step count,
+ * moments) as a self-describing little-endian byte string, for training
+ * checkpoints. save with dst NULL reports the size; load validates
+ * everything (ELM_E_FORMAT, nothing changed, when it does not fit this
+ * optimizer's kind and model). Since 0.2. */
+ELM_API int elm_optimizer_save_state(const elm_optimizer *opt, void *dst,
+                                     size_t capacity, size_t *size);
+ELM_API int elm_optimizer_load_state(elm_optimizer *opt, const void *src,
+                                     size_t size);
+
+/* ---------------------------------------------------------------------------
+ * 9. elm_dataset: BATCHES FROM IN-MEMORY ARRAYS
+ *
+ * A dataset yields batches of (x (B, T, n_in), target (B, T, n_target)
+ * and/or labels (B, n_label), lengths (B)). This version reads caller
+ * arrays without copying them; the arrays must outlive the dataset.
+ * Order: each epoch visits every sample once, in order or in a
+ * permutation drawn from (seed, epoch); identical on every platform.
+ * The last partial batch is dropped (ELM_DATASET_DROP_LAST = 1) or padded
+ * with zero samples of length 0, which losses and metrics skip.
+ * One thread at a time per dataset.
+ */
+typedef struct elm_dataset elm_dataset;
+
+typedef enum elm_dataset_option {
+    ELM_DATASET_SHUFFLE = 1,   /* 0 | 1, default 1 */
+    ELM_DATASET_SEED = 2,      /* integer in [0, 2^53], default 0 */
+    ELM_DATASET_DROP_LAST = 3  /* 0 | 1, default 0 (pad) */
+} elm_dataset_option;
+
+/* N samples of T steps: x (N, T, n_in); target (N, T, n_target) or NULL
+ * (n_target 0); labels (N, n_label) int32 or NULL (n_label 0; 1 = one
+ * label per sample, T = one per step); lengths (N) in [1, T], or NULL for
+ * all T. Values are checked when batches are read. Since 0.2. */
+ELM_API int elm_dataset_from_arrays(size_t N, size_t T, size_t n_in,
+                                    const float *x, const float *target,
+                                    size_t n_target, const int32_t *labels,
+                                    size_t n_label, const int64_t *lengths,
+                                    elm_dataset **out);
+ELM_API void elm_dataset_free(elm_dataset *ds);
+ELM_API int elm_dataset_set(elm_dataset *ds, elm_dataset_option key,
+                            double value);
+
+typedef enum elm_dataset_dim {
+    ELM_DATASET_SAMPLES = 1, /* N */
+    ELM_DATASET_STEPS = 2,   /* T */
+    ELM_DATASET_INPUTS = 3,  /* n_in */
+    ELM_DATASET_TARGETS = 4, /* n_target */
+    ELM_DATASET_LABELS = 5   /* n_label */
+} elm_dataset_dim;
+ELM_API int elm_dataset_size(const elm_dataset *ds, elm_dataset_dim what,
+                             size_t *value);
+
+/* Start epoch `epoch` (its order is a function of seed and epoch only). */
+ELM_API int elm_dataset_start_epoch(elm_dataset *ds, uint64_t epoch);
+/* The next batch of B samples into the caller's arrays (shapes as above
+ * with N = B; target/labels/lengths may be NULL when not wanted). *count is
+ * the number of real samples (0 at the end of the epoch; the rest of the
+ * batch is padding). Since 0.2. */
+ELM_API int elm_dataset_next(elm_dataset *ds, size_t B, float *x,
+                             float *target, int32_t *labels, int64_t *lengths,
+                             size_t *count);
+
+/* ---------------------------------------------------------------------------
+ * 10. elm_trainer: THE TRAINING AND EVALUATION LOOP
+ *
+ * A trainer ties a model, an optimizer and a loss to a tape for batches of
+ * B samples of at most T_max steps, and owns every workspace. One training
+ * step: input dropout (each x element zeroed with probability p, no
+ * rescaling, as the official SHD code), tape forward, loss, backward,
+ * optimizer step. fit() runs epochs over a dataset, evaluates the
+ * validation set after each, keeps the parameters of the best epoch
+ * (restored into the model at the end), stops early after `patience`
+ * epochs without improvement, and calls a progress callback. Results are
+ * deterministic for a given seed.
+ *
+ * Non-finite loss or gradients: the step is reported (its number in the
+ * message); policy ELM_NONFINITE_STOP fails with ELM_E_NONFINITE,
+ * ELM_NONFINITE_SKIP counts it (ELM_METRIC_SKIPPED) and goes on. Either
+ * way the model is not updated by that step.
+ *
+ * The trainer borrows model, optimizer and loss (they must outlive it and
+ * the optimizer must belong to the model). One thread at a time.
+ */
+typedef struct elm_trainer elm_trainer;
+
+typedef enum elm_train_option {
+    ELM_TRAIN_DROPOUT = 1,      /* input dropout p in [0, 1), default 0 */
+    ELM_TRAIN_EVAL_DROPOUT = 2, /* 0 | 1: dropout at evaluation too, 0 */
+    ELM_TRAIN_SEED = 3,         /* dropout and shuffling, default 0 */
+    ELM_TRAIN_EPOCHS = 4,       /* >= 1, default 1 */
+    ELM_TRAIN_PATIENCE = 5,     /* early stopping, 0 = off (default) */
+    ELM_TRAIN_MAX_BATCHES = 6,  /* batches per epoch, 0 = all (default) */
+    ELM_TRAIN_NONFINITE = 7,    /* ELM_NONFINITE_STOP (default) | _SKIP */
+    ELM_TRAIN_SELECT = 8        /* metric choosing the best epoch:
+                                   ELM_METRIC_VAL_LOSS (default, lower is
+                                   better), ELM_METRIC_VAL_ACCURACY or
+                                   ELM_METRIC_VAL_AUC (higher is better) */
+} elm_train_option;
+
+typedef enum elm_nonfinite_policy {
+    ELM_NONFINITE_STOP = 0,
+    ELM_NONFINITE_SKIP = 1
+} elm_nonfinite_policy;
+
+typedef enum elm_metric {
+    ELM_METRIC_TRAIN_LOSS = 1,    /* mean over the last epoch's steps */
+    ELM_METRIC_VAL_LOSS = 2,
+    ELM_METRIC_VAL_ACCURACY = 3,  /* classification losses */
+    ELM_METRIC_VAL_AUC = 4,       /* NeuronIO: ROC AUC of sigmoid(y0) */
+    ELM_METRIC_VAL_RMSE = 5,      /* NeuronIO: soma RMSE in mV (y1 / 0.1);
+                                     MSE: RMSE over all outputs */
+    ELM_METRIC_EPOCH = 6,         /* epochs completed */
+    ELM_METRIC_STEP = 7,          /* optimizer steps taken */
+    ELM_METRIC_BEST_EPOCH = 8,    /* 1-based; 0 before any validation */
+    ELM_METRIC_BEST = 9,          /* value of the selection metric there */
+    ELM_METRIC_SKIPPED = 10,      /* steps skipped as non-finite */
+    ELM_METRIC_LAST_LOSS = 11,    /* loss of the last training step */
+    ELM_METRIC_LR = 12            /* learning rate of the next step */
+} elm_metric;
+
+typedef enum elm_train_event {
+    ELM_EVENT_STEP = 1,  /* after each training step */
+    ELM_EVENT_EPOCH = 2  /* after each epoch's validation */
+} elm_train_event;
+
+/* Progress callback: query the trainer with elm_trainer_metric. Return 0 to
+ * go on, non-zero to stop fit() early (fit then returns ELM_OK). */
+typedef int (*elm_progress_fn)(void *user, const elm_trainer *trainer,
+                               int event);
+
+/* Since 0.2. */
+ELM_API int elm_trainer_create(elm_model *model, elm_optimizer *opt,
+                               const elm_loss *loss, size_t B, size_t T_max,
+                               unsigned tape_flags, elm_trainer **out);
+ELM_API void elm_trainer_free(elm_trainer *trainer);
+ELM_API int elm_trainer_set(elm_trainer *trainer, elm_train_option key,
+                            double value);
+ELM_API int elm_trainer_get(const elm_trainer *trainer, elm_train_option key,
+                            double *value);
+
+/* One training step on a batch: x (B, T, n_in), target/labels as the loss
+ * wants, lengths (B) or NULL. *loss (may be NULL) gets the batch loss.
+ * x is not modified (dropout works on a copy). Since 0.2. */
+ELM_API int elm_trainer_step(elm_trainer *trainer, const float *x, size_t T,
+                             const float *target, const int32_t *labels,
+                             const int64_t *lengths, double *loss);
+
+/* Loss and metrics of the model on a whole dataset (one pass, no update);
+ * results go to the VAL metrics. Since 0.2. */
+ELM_API int elm_trainer_evaluate(elm_trainer *trainer, elm_dataset *ds);
+
+/* Train for ELM_TRAIN_EPOCHS epochs over `train`, validating on `val` (may
+ * be NULL: then the best epoch is the last). cb may be NULL. Since 0.2. */
+ELM_API int elm_trainer_fit(elm_trainer *trainer, elm_dataset *train,
+                            elm_dataset *val, elm_progress_fn cb, void *user);
+
+ELM_API int elm_trainer_metric(const elm_trainer *trainer, elm_metric key,
+                               double *value);
 
 #ifdef __cplusplus
 }

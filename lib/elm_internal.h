@@ -129,6 +129,9 @@ void elm__cpu_detect(elm_cpu *cpu);
 /* The BLIS configuration libelm selects for a CPU, or NULL (BLIS builds). */
 const char *elm__blis_pick(const elm_cpu *cpu, const char **why);
 
+/* loss.c: the burn-in of a loss (steps before it carry no loss). */
+size_t elm__loss_burn_in(const elm_loss *loss);
+
 /* Overflow-checked size arithmetic. */
 static inline bool elm__mul_ok(size_t a, size_t b, size_t *out) {
     if (a != 0 && b > SIZE_MAX / a) return false;
