@@ -47,6 +47,7 @@ typedef struct elm_layer {
     size_t ldw;     /* row stride of wt (= out) */
     float *wt;      /* (in, ldw): the transposed (out, in) weight, for GEMM */
     float *panels;  /* the weight packed for elm__matmul_small */
+    float *bpanels; /* backward: W^T packed likewise (layer 0: memory rows) */
     const float *b; /* (out) */
 } elm_layer;
 
@@ -81,6 +82,9 @@ struct elm_model {
     /* Input -> trace drive as a sparse (n_in, n_trace) matrix in CSR form:
      * d[trace_tgt[e]] += drive_w[e] * x[i] for e in [drive_ptr[i],
      * drive_ptr[i+1]). Entries to one target are merged. */
+    int32_t *syn_ptr;   /* (n_in + 1) synapses reading input i are */
+    int32_t *syn_j;     /* (n_s) syn_j[syn_ptr[i] .. syn_ptr[i+1]) ascending */
+    bool routing_dirty; /* syn_* must be rebuilt */
     int32_t *drive_ptr; /* (n_in + 1) */
     int32_t *drive_tgt; /* (nnz) */
     float *drive_w;     /* (nnz) */
@@ -118,6 +122,13 @@ float elm__expf(float x);
 /* m = kappa * m + coef * 1.7159 tanh(2 z / 3), per stream; (B, n) rows. */
 void elm__memory_update(int B, int n, float *m, const float *kappa,
                         const float *coef, const float *z);
+/* Backward kernels (see vec.c for the formulas). */
+void elm__memory_backward(int B, int n, const float *gm, const float *z, const float *mprev,
+                          const float *kappa, const float *coef, float *dz, float *carry,
+                          float *acc_coef, float *acc_kappa);
+void elm__activate_backward(int act, const float *pre, float *d, size_t n);
+void elm__leak_backward(int B, int n, const float *du, const float *mprev, const float *kappa,
+                        float *carry, float *acc_kappa);
 
 /* kernels/cpu.c */
 typedef struct elm_cpu {
@@ -128,6 +139,21 @@ typedef struct elm_cpu {
 void elm__cpu_detect(elm_cpu *cpu);
 /* The BLIS configuration libelm selects for a CPU, or NULL (BLIS builds). */
 const char *elm__blis_pick(const elm_cpu *cpu, const char **why);
+
+/* state.c: building blocks shared by the state and the tape.
+ * y (B, l->out) += x (B, in) @ rows [row0, row0 + in) of the layer's
+ * transposed weight: the small kernel below ELM_SMALL_BATCH streams, else
+ * BLIS. */
+#define ELM_SMALL_BATCH 8
+void elm__layer_product(int B, const elm_layer *l, int row0, int in, const float *x, size_t ldx,
+                        float *y, size_t ldy);
+/* d (n_trace) = x (n_in) W_in; returns the first non-finite input's index
+ * or -1. */
+int elm__drive_row(const elm_model *m, const float *x, float *d);
+/* c (n_b) = branch input from a trace row. */
+void elm__branch_input(const elm_model *m, const float *trace, float *c);
+/* rows of y (rows, n) = bias (n) */
+void elm__fill_rows(float *y, const float *bias, size_t rows, int n);
 
 /* loss.c: the burn-in of a loss (steps before it carry no loss). */
 size_t elm__loss_burn_in(const elm_loss *loss);

@@ -176,6 +176,8 @@ ELM_API void elm_model_free(elm_model *m) {
     free(m->route_idx);
     free(m->route_mask);
     free(m->layers);
+    free(m->syn_ptr);
+    free(m->syn_j);
     free(m->drive_ptr);
     free(m->drive_tgt);
     free(m->drive_w);
@@ -338,10 +340,12 @@ ELM_API int elm_model_set_routing(elm_model *m, const int64_t *idx, const uint8_
     memcpy(old_mask, m->route_mask, n_s);
     memcpy(m->route_idx, idx, n_s * sizeof *idx);
     memcpy(m->route_mask, mask, n_s);
+    m->routing_dirty = true;
     int rc = elm__model_prepare(m);
     if (rc != ELM_OK) {
         memcpy(m->route_idx, old_idx, n_s * sizeof *idx);
         memcpy(m->route_mask, old_mask, n_s);
+        m->routing_dirty = true;
         elm__model_prepare(m);
     }
     free(old_idx);

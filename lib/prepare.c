@@ -20,62 +20,57 @@ static bool branches_share_tau(const elm_model *m) {
     return true;
 }
 
-static int cmp_i32(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* CSR of the drive d = x W_in, W_in (n_in, n_trace), from the routing table:
- * synapse j adds relu(w_s[j]) mask[j] x[idx[j]] to its trace (its branch
- * when collapsed). Zero weights are kept so the pattern never depends on
- * the weights' values. */
-static int build_drive(elm_model *m) {
+/* Input -> synapse lists in CSR form (synapses ascending within an input),
+ * rebuilt only when the routing changes. The drive and the gradients of
+ * w_s and tau walk these lists. */
+static int build_synapse_lists(elm_model *m) {
     int n_in = m->n_in, n_s = m->n_s;
-    int32_t *ptr = calloc((size_t)n_in + 1, sizeof *ptr);
-    int32_t *tgt = malloc((size_t)n_s * sizeof *tgt);
-    float *w = malloc((size_t)n_s * sizeof *w);
-    int32_t *pos = malloc((size_t)n_in * sizeof *pos);
-    if (!ptr || !tgt || !w || !pos) {
-        free(ptr); free(tgt); free(w); free(pos);
-        return ELM_E_NOMEM;
+    if (!m->syn_ptr) {
+        m->syn_ptr = malloc(((size_t)n_in + 1) * sizeof *m->syn_ptr);
+        m->syn_j = malloc((size_t)n_s * sizeof *m->syn_j);
+        m->drive_ptr = malloc(((size_t)n_in + 1) * sizeof *m->drive_ptr);
+        m->drive_tgt = malloc((size_t)n_s * sizeof *m->drive_tgt);
+        m->drive_w = malloc((size_t)n_s * sizeof *m->drive_w);
+        if (!m->syn_ptr || !m->syn_j || !m->drive_ptr || !m->drive_tgt || !m->drive_w)
+            return ELM_E_NOMEM;
     }
+    int32_t *ptr = m->syn_ptr;
+    memset(ptr, 0, ((size_t)n_in + 1) * sizeof *ptr);
     for (int j = 0; j < n_s; j++) ptr[m->route_idx[j] + 1]++;
     for (int i = 0; i < n_in; i++) ptr[i + 1] += ptr[i];
-    memcpy(pos, ptr, (size_t)n_in * sizeof *pos);
-    /* Entries are (target, synapse) packed so that sorting by target keeps
-     * the per-target summation order deterministic. */
-    int32_t *syn = malloc((size_t)n_s * sizeof *syn);
-    if (!syn) {
-        free(ptr); free(tgt); free(w); free(pos);
-        return ELM_E_NOMEM;
-    }
-    for (int j = 0; j < n_s; j++) syn[pos[m->route_idx[j]]++] = j;
+    /* Counting sort by input; j ascends within each input because j does. */
+    int32_t *fill = m->drive_ptr; /* scratch: overwritten by fill_drive */
+    memcpy(fill, ptr, (size_t)n_in * sizeof *fill);
+    for (int j = 0; j < n_s; j++) m->syn_j[fill[m->route_idx[j]]++] = j;
+    m->routing_dirty = false;
+    return ELM_OK;
+}
+
+/* CSR of the drive d = x W_in, W_in (n_in, n_trace): synapse j adds
+ * relu(w_s[j]) mask[j] x[idx[j]] to its trace (its branch when collapsed).
+ * Synapses of one input that feed one target are merged into one entry, in
+ * ascending j (the target ascends with j, so equal targets are adjacent).
+ * Zero weights are kept so the pattern never depends on the weights. The
+ * arrays hold n_s entries at most, so this never allocates. */
+static void fill_drive(elm_model *m) {
     int32_t nnz = 0;
-    for (int i = 0; i < n_in; i++) {
-        int32_t begin = ptr[i], end = ptr[i + 1];
-        qsort(syn + begin, (size_t)(end - begin), sizeof *syn, cmp_i32);
-        ptr[i] = nnz;
-        for (int32_t e = begin; e < end; e++) {
-            int j = syn[e];
+    for (int i = 0; i < m->n_in; i++) {
+        int32_t first = nnz;
+        m->drive_ptr[i] = nnz;
+        for (int32_t e = m->syn_ptr[i]; e < m->syn_ptr[i + 1]; e++) {
+            int j = m->syn_j[e];
             int32_t t = m->collapsed ? j / m->k : j;
             float wj = fmaxf(m->w_s_proto[j], 0.0f) * (float)m->route_mask[j];
-            if (nnz > ptr[i] && tgt[nnz - 1] == t) {
-                w[nnz - 1] += wj; /* several synapses of one branch read input i */
+            if (nnz > first && m->drive_tgt[nnz - 1] == t) {
+                m->drive_w[nnz - 1] += wj;
             } else {
-                tgt[nnz] = t;
-                w[nnz] = wj;
+                m->drive_tgt[nnz] = t;
+                m->drive_w[nnz] = wj;
                 nnz++;
             }
         }
     }
-    ptr[n_in] = nnz;
-    free(syn);
-    free(pos);
-    free(m->drive_ptr); free(m->drive_tgt); free(m->drive_w);
-    m->drive_ptr = ptr;
-    m->drive_tgt = tgt;
-    m->drive_w = w;
-    return ELM_OK;
+    m->drive_ptr[m->n_in] = nnz;
 }
 
 /* dst (in, out) = src (out, in) transposed. */
@@ -98,6 +93,12 @@ int elm__model_prepare(elm_model *m) {
         n += in * (out + elm__panel_cols((int)out));
     }
     n += (size_t)m->n_m * ((size_t)m->n_out + elm__panel_cols(m->n_out));
+    /* backward panels: W_i^T for i >= 1, and layer 0's memory columns */
+    for (int i = 1; i <= m->L; i++) {
+        size_t out = i == m->L ? (size_t)m->n_m : (size_t)m->H;
+        n += out * elm__panel_cols(m->H);
+    }
+    n += (size_t)(m->L > 0 ? m->H : m->n_m) * elm__panel_cols(m->n_m);
     if (!m->prep) {
         m->prep = aligned_alloc(64, ((n * sizeof(float)) + 63) / 64 * 64);
         m->layers = calloc((size_t)m->L + 1, sizeof *m->layers);
@@ -148,7 +149,21 @@ int elm__model_prepare(elm_model *m) {
     p += (size_t)m->n_m * m->readout.ldw;
     m->readout.panels = p;
     elm__pack_panels(m->params + wy->offset, m->n_out, m->n_m, p);
+    p += (size_t)m->n_m * elm__panel_cols(m->n_out);
+    /* For the backward, dx (B, in) = dy (B, out) W: W^T = wt (in, out)
+     * packed as an (in, out) weight. Layer 0 needs its memory rows only. */
+    for (int i = 1; i <= m->L; i++) {
+        elm_layer *l = &m->layers[i];
+        l->bpanels = p;
+        elm__pack_panels(l->wt, l->in, l->out, p);
+        p += (size_t)l->out * elm__panel_cols(l->in);
+    }
+    elm_layer *l0 = &m->layers[0];
+    l0->bpanels = p;
+    elm__pack_panels(l0->wt + (size_t)m->n_b * l0->ldw, m->n_m, l0->out, p);
 
-    if (build_drive(m) != ELM_OK) return elm__fail(ELM_E_NOMEM, "model: out of memory");
+    if ((m->routing_dirty || !m->syn_ptr) && build_synapse_lists(m) != ELM_OK)
+        return elm__fail(ELM_E_NOMEM, "model: out of memory");
+    fill_drive(m);
     return ELM_OK;
 }

@@ -18,9 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Below this many streams a per-step product is too small for BLIS to pay
- * off; the register-blocked small kernel is used instead. */
-#define ELM_SMALL_BATCH 8
 /* Chunk length is chosen so that the hoisted layer-0 block stays ~1 MiB. */
 #define ELM_CHUNK_FLOATS (1u << 18)
 
@@ -49,10 +46,10 @@ struct elm_state {
     void *block;   /* one allocation holding all of the above */
 };
 
-/* y (B, l->out) += x (B, rows of wt) @ wt, for `in` rows of a prepared
- * layer's transposed weight starting at row `row0`. */
-static void product(int B, const elm_layer *l, int row0, int in, const float *x, size_t ldx,
-                    float *y, size_t ldy) {
+/* Below ELM_SMALL_BATCH streams a per-step product is too small for BLIS to
+ * pay off; the register-blocked small kernel is used instead. */
+void elm__layer_product(int B, const elm_layer *l, int row0, int in, const float *x, size_t ldx,
+                        float *y, size_t ldy) {
     if (B < ELM_SMALL_BATCH)
         elm__matmul_small(B, in, l->out, x, ldx, l->panels, l->in, row0, y, ldy, 1);
     else
@@ -60,7 +57,7 @@ static void product(int B, const elm_layer *l, int row0, int in, const float *x,
                    l->wt + (size_t)row0 * l->ldw, l->ldw, 1.0f, y, ldy);
 }
 
-static void fill_rows(float *y, const float *bias, size_t rows, int n) {
+void elm__fill_rows(float *y, const float *bias, size_t rows, int n) {
     for (size_t r = 0; r < rows; r++) memcpy(y + r * (size_t)n, bias, (size_t)n * sizeof *y);
 }
 
@@ -167,7 +164,7 @@ ELM_API int elm_state_reset(elm_state *s, int64_t stream) {
 
 /* d (n_trace) = x (n_in) W_in. Returns the index of the first non-finite
  * input, or -1. Zeros are skipped: spike input costs only its events. */
-static int drive_row(const elm_model *m, const float *x, float *d) {
+int elm__drive_row(const elm_model *m, const float *x, float *d) {
     memset(d, 0, (size_t)m->n_trace * sizeof *d);
     const int32_t *ptr = m->drive_ptr, *tgt = m->drive_tgt;
     const float *w = m->drive_w;
@@ -194,7 +191,7 @@ static int drive_row(const elm_model *m, const float *x, float *d) {
 }
 
 /* c (n_b) = branch input from a trace row. */
-static void branch_input(const elm_model *m, const float *trace, float *c) {
+void elm__branch_input(const elm_model *m, const float *trace, float *c) {
     if (m->collapsed) {
         memcpy(c, trace, (size_t)m->n_b * sizeof *c);
         return;
@@ -228,9 +225,9 @@ static void recurrent_step(elm_state *s, float *h, bool branch_done) {
     }
     const elm_layer *l0 = &m->layers[0];
     if (branch_done)
-        product(B, l0, m->n_b, m->n_m, s->u + m->n_b, (size_t)nu, h, (size_t)l0->out);
+        elm__layer_product(B, l0, m->n_b, m->n_m, s->u + m->n_b, (size_t)nu, h, (size_t)l0->out);
     else
-        product(B, l0, 0, nu, s->u, (size_t)nu, h, (size_t)l0->out);
+        elm__layer_product(B, l0, 0, nu, s->u, (size_t)nu, h, (size_t)l0->out);
     /* Hidden layers alternate between two scratch rows, never writing the
      * buffer they read. */
     float *bufs[2] = {h == s->h0 ? s->h1 : s->h0, h == s->h0 ? s->h0 : s->h1};
@@ -239,8 +236,8 @@ static void recurrent_step(elm_state *s, float *h, bool branch_done) {
         const elm_layer *l = &m->layers[i];
         float *next = bufs[(i - 1) % 2];
         elm__activate(m->act, cur, (size_t)B * (size_t)l->in);
-        fill_rows(next, l->b, (size_t)B, l->out);
-        product(B, l, 0, l->in, cur, (size_t)l->in, next, (size_t)l->out);
+        elm__fill_rows(next, l->b, (size_t)B, l->out);
+        elm__layer_product(B, l, 0, l->in, cur, (size_t)l->in, next, (size_t)l->out);
         cur = next;
     }
     elm__memory_update(B, m->n_m, s->mem, m->kappa_m, m->mem_coef, cur);
@@ -253,7 +250,7 @@ ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
     const elm_model *m = s->model;
     int B = s->B, nt = m->n_trace;
     for (int b = 0; b < B; b++) {
-        int bad = drive_row(m, x + (size_t)b * m->n_in, s->d + (size_t)b * nt);
+        int bad = elm__drive_row(m, x + (size_t)b * m->n_in, s->d + (size_t)b * nt);
         if (bad >= 0)
             return elm__fail(ELM_E_NONFINITE, "elm_state_step: x[%d, %d] is %g", b, bad,
                              (double)x[(size_t)b * m->n_in + bad]);
@@ -267,12 +264,12 @@ ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
     /* u's branch columns; recurrent_step adds the memory columns and runs
      * layer 0 over both in one pass. */
     int nu = m->n_b + m->n_m;
-    for (int b = 0; b < B; b++) branch_input(m, s->trace + (size_t)b * nt, s->u + (size_t)b * nu);
-    fill_rows(s->h0, m->layers[0].b, (size_t)B, m->layers[0].out);
+    for (int b = 0; b < B; b++) elm__branch_input(m, s->trace + (size_t)b * nt, s->u + (size_t)b * nu);
+    elm__fill_rows(s->h0, m->layers[0].b, (size_t)B, m->layers[0].out);
     recurrent_step(s, s->h0, false);
     if (y) {
-        fill_rows(y, m->readout.b, (size_t)B, m->n_out);
-        product(B, &m->readout, 0, m->n_m, s->mem, (size_t)m->n_m, y, (size_t)m->n_out);
+        elm__fill_rows(y, m->readout.b, (size_t)B, m->n_out);
+        elm__layer_product(B, &m->readout, 0, m->n_m, s->mem, (size_t)m->n_m, y, (size_t)m->n_out);
     }
     return ELM_OK;
 }
@@ -287,7 +284,7 @@ static int forward_chunk(elm_state *s, const float *x, size_t T, size_t t0, int 
     for (int t = 0; t < n; t++)
         for (int b = 0; b < B; b++) {
             const float *xr = x + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_in;
-            int bad = drive_row(m, xr, s->D + ((size_t)t * B + b) * nt);
+            int bad = elm__drive_row(m, xr, s->D + ((size_t)t * B + b) * nt);
             if (bad >= 0)
                 return elm__fail(ELM_E_NONFINITE, "elm_state_forward: x[%d, %zu, %d] is %g", b,
                                  t0 + (size_t)t, bad, (double)xr[bad]);
@@ -298,7 +295,7 @@ static int forward_chunk(elm_state *s, const float *x, size_t T, size_t t0, int 
             float *cur = s->D + ((size_t)t * B + b) * nt;
             float *prev = s->trace + (size_t)b * nt;
             for (int i = 0; i < nt; i++) prev[i] = cur[i] = m->kappa_trace[i] * prev[i] + cur[i];
-            if (!m->collapsed) branch_input(m, cur, s->C + ((size_t)t * B + b) * nb);
+            if (!m->collapsed) elm__branch_input(m, cur, s->C + ((size_t)t * B + b) * nb);
             if (syn_out) {
                 float *dst = syn_out + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_s;
                 if (m->collapsed) {
@@ -313,7 +310,7 @@ static int forward_chunk(elm_state *s, const float *x, size_t T, size_t t0, int 
     const float *C = m->collapsed ? s->D : s->C;
     /* 3. layer 0, branch part, for the whole chunk in one product */
     const elm_layer *l0 = &m->layers[0];
-    fill_rows(s->P, l0->b, rows, out0);
+    elm__fill_rows(s->P, l0->b, rows, out0);
     elm__sgemm(0, 0, rows, (size_t)out0, (size_t)nb, 1.0f, C, (size_t)nb, l0->wt, l0->ldw, 1.0f,
                s->P, (size_t)out0);
     /* 4. the recurrent part, step by step */
@@ -322,7 +319,7 @@ static int forward_chunk(elm_state *s, const float *x, size_t T, size_t t0, int 
         memcpy(s->M + (size_t)t * B * nm, s->mem, (size_t)B * nm * sizeof(float));
     }
     /* 5. readout for the whole chunk */
-    fill_rows(s->Y, m->readout.b, rows, m->n_out);
+    elm__fill_rows(s->Y, m->readout.b, rows, m->n_out);
     elm__sgemm(0, 0, rows, (size_t)m->n_out, (size_t)nm, 1.0f, s->M, (size_t)nm, m->readout.wt,
                m->readout.ldw, 1.0f, s->Y, (size_t)m->n_out);
     for (int t = 0; t < n; t++)

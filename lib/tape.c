@@ -1,1 +1,269 @@
-/* placeholder */
+/* The training tape: creation, and the forward that records what the
+ * backward (backward.c) needs. See tape.h for the segment structure. */
+#include "tape.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Segments of ~sqrt(T_max) steps keep checkpointing memory ~ sqrt(T); at
+ * least ~512 rows per product keep the hoisted products efficient. */
+static int segment_length(size_t T_max, size_t B) {
+    size_t s = (size_t)ceil(sqrt((double)T_max));
+    size_t rows = (512 + B - 1) / B;
+    if (s < rows) s = rows;
+    if (s > T_max) s = T_max;
+    return (int)s;
+}
+
+ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned flags,
+                            elm_tape **out) {
+    if (!m || !out) return elm__fail(ELM_E_NULL, "elm_tape_create: NULL argument");
+    if (B == 0 || B > (1u << 24))
+        return elm__fail(ELM_E_INVALID, "elm_tape_create: batch size %zu outside [1, 2^24]", B);
+    if (T_max == 0 || T_max > ((size_t)1 << 32))
+        return elm__fail(ELM_E_INVALID, "elm_tape_create: T_max %zu outside [1, 2^32]", T_max);
+    if (flags & ~(unsigned)(ELM_TAPE_CHECKPOINT | ELM_TAPE_GRAD_TAU))
+        return elm__fail(ELM_E_INVALID, "elm_tape_create: unknown flags 0x%x", flags);
+    elm_tape *tp = calloc(1, sizeof *tp);
+    if (!tp) return elm__fail(ELM_E_NOMEM, "elm_tape_create: out of memory");
+    tp->model = m;
+    tp->layout_gen = m->layout_gen;
+    tp->B = (int)B;
+    tp->T_max = T_max;
+    tp->flags = flags;
+    tp->ckpt = (flags & ELM_TAPE_CHECKPOINT) != 0;
+    tp->S = segment_length(T_max, B);
+    tp->n_seg = (T_max + (size_t)tp->S - 1) / (size_t)tp->S;
+    tp->out0 = m->L > 0 ? m->H : m->n_m;
+    tp->nu = m->n_b + m->n_m;
+
+    /* Sizes in elements (floats, or 2 per double), each rounded up to 16. */
+    size_t steps = tp->ckpt ? (size_t)tp->S : T_max;
+    size_t Bz = B, Sz = (size_t)tp->S, nS = (size_t)m->n_s, nb = (size_t)m->n_b,
+           nm = (size_t)m->n_m, H = (size_t)m->H, L = (size_t)m->L,
+           wide = H > nm ? H : nm;
+    bool tau = (flags & ELM_TAPE_GRAD_TAU) != 0;
+    size_t per_step_rec = nb + L * H + 2 * nm; /* A, Hp, Z, M */
+    size_t sizes[] = {
+        0,                          /* rec: computed below */
+        tp->ckpt ? tp->n_seg * Bz * (nS + nm) : 0, /* bound */
+        Bz * nS, Bz * nm,           /* trace, mem */
+        Sz * Bz * nS,               /* D */
+        tau ? Sz * Bz * nS : 0,     /* R */
+        Sz * Bz * (size_t)m->n_out, /* Yw */
+        Sz * Bz * nm,               /* dM */
+        Sz * Bz * (L * H + nm),     /* dH */
+        Sz * Bz * wide,             /* U */
+        Sz * Bz * nb,               /* dA */
+        Bz * wide, Bz * nm,         /* act, u */
+        Bz * nS, Bz * nS,           /* gc, Rc */
+        Bz * nm, Bz * nm, Bz * nm,  /* dmc, m0, zero */
+        2 * nm,                     /* acc */
+        m->n_params,                /* gbuf */
+        (size_t)m->n_in,            /* nz (int32) */
+        2 * nS, 2 * nS, 2 * nm, 2 * nm, /* dproto, dkap, dkm, dcoef (double) */
+    };
+    enum { N = sizeof sizes / sizeof sizes[0] };
+    if (!elm__mul_ok(steps, Bz, &sizes[0]) || !elm__mul_ok(sizes[0], per_step_rec, &sizes[0])) {
+        free(tp);
+        return elm__fail(ELM_E_NOMEM, "elm_tape_create: tape size overflows");
+    }
+    size_t total = 0;
+    for (int i = 0; i < N; i++) {
+        size_t r = (sizes[i] + 15) / 16 * 16;
+        if (r < sizes[i] || total + r < total) {
+            free(tp);
+            return elm__fail(ELM_E_NOMEM, "elm_tape_create: tape size overflows");
+        }
+        total += r;
+    }
+    if (!elm__mul_ok(total, sizeof(float), &tp->bytes) ||
+        !(tp->block = aligned_alloc(64, tp->bytes ? tp->bytes : 64))) {
+        size_t floats = total;
+        free(tp);
+        return elm__fail(ELM_E_NOMEM, "elm_tape_create: cannot allocate %zu floats", floats);
+    }
+    memset(tp->block, 0, tp->bytes);
+    float *p = tp->block;
+    void *slots[N];
+    for (int i = 0; i < N; i++) {
+        slots[i] = sizes[i] ? p : NULL;
+        p += (sizes[i] + 15) / 16 * 16;
+    }
+    float *rec = slots[0];
+    tp->A = rec;
+    rec += steps * Bz * nb;
+    tp->Hp = rec;
+    rec += steps * Bz * L * H;
+    tp->Z = rec;
+    rec += steps * Bz * nm;
+    tp->M = rec;
+    int i = 1;
+    tp->bound = slots[i++];
+    tp->trace = slots[i++];
+    tp->mem = slots[i++];
+    tp->D = slots[i++];
+    tp->R = slots[i++];
+    tp->Yw = slots[i++];
+    tp->dM = slots[i++];
+    tp->dH = slots[i++];
+    tp->U = slots[i++];
+    tp->dA = slots[i++];
+    tp->act = slots[i++];
+    tp->u = slots[i++];
+    tp->gc = slots[i++];
+    tp->Rc = slots[i++];
+    tp->dmc = slots[i++];
+    tp->m0 = slots[i++];
+    tp->zero = slots[i++];
+    tp->acc = slots[i++];
+    tp->gbuf = slots[i++];
+    tp->nz = slots[i++];
+    tp->dproto = slots[i++];
+    tp->dkap = slots[i++];
+    tp->dkm = slots[i++];
+    tp->dcoef = slots[i++];
+    *out = tp;
+    return ELM_OK;
+}
+
+ELM_API void elm_tape_free(elm_tape *tp) {
+    if (!tp) return;
+    free(tp->block);
+    free(tp);
+}
+
+ELM_API int elm_tape_memory(const elm_tape *tp, size_t *bytes) {
+    if (!tp || !bytes) return elm__fail(ELM_E_NULL, "elm_tape_memory: NULL argument");
+    *bytes = tp->bytes + sizeof *tp;
+    return ELM_OK;
+}
+
+int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0, int n,
+                              size_t r0, float *y) {
+    const elm_model *m = tp->model;
+    int B = tp->B, nt = m->n_trace, nb = m->n_b, nm = m->n_m, H = m->H, L = m->L;
+    int out0 = tp->out0;
+    size_t rows = (size_t)n * (size_t)B;
+    float *A = elm__rec(tp->A, r0, B, nb);
+    float *Z = elm__rec(tp->Z, r0, B, nm);
+    float *M = elm__rec(tp->M, r0, B, nm);
+    size_t hp_stride = (tp->ckpt ? (size_t)tp->S : tp->T_max) * (size_t)B * (size_t)H;
+    /* collapsed traces are the branch input itself: scan straight into A */
+    float *D = m->collapsed ? A : tp->D;
+
+    /* 1. drive, time-major */
+    for (int t = 0; t < n; t++)
+        for (int b = 0; b < B; b++) {
+            const float *xr = x + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_in;
+            int bad = elm__drive_row(m, xr, D + ((size_t)t * B + b) * nt);
+            if (bad >= 0)
+                return elm__fail(ELM_E_NONFINITE, "elm_tape_forward: x[%d, %zu, %d] is %g", b,
+                                 t0 + (size_t)t, bad, (double)xr[bad]);
+        }
+    /* 2. leaky scan and branch input */
+    for (int t = 0; t < n; t++)
+        for (int b = 0; b < B; b++) {
+            float *cur = D + ((size_t)t * B + b) * nt;
+            float *prev = tp->trace + (size_t)b * nt;
+            for (int i = 0; i < nt; i++) prev[i] = cur[i] = m->kappa_trace[i] * prev[i] + cur[i];
+            if (!m->collapsed) elm__branch_input(m, cur, A + ((size_t)t * B + b) * nb);
+        }
+    /* 3. layer 0, branch part, for the whole segment */
+    const elm_layer *l0 = &m->layers[0];
+    float *P0 = L > 0 ? elm__rec(tp->Hp, r0, B, H) : Z;
+    elm__fill_rows(P0, l0->b, rows, out0);
+    elm__sgemm(0, 0, rows, (size_t)out0, (size_t)nb, 1.0f, A, (size_t)nb, l0->wt, l0->ldw, 1.0f,
+               P0, (size_t)out0);
+    /* 4. recurrent steps; pre-activations stay in the record */
+    for (int t = 0; t < n; t++) {
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < nm; i++)
+                tp->u[(size_t)b * nm + i] = m->kappa_m[i] * tp->mem[(size_t)b * nm + i];
+        float *h = P0 + (size_t)t * B * out0;
+        elm__layer_product(B, l0, nb, nm, tp->u, (size_t)nm, h, (size_t)out0);
+        for (int l = 1; l <= L; l++) {
+            const elm_layer *ly = &m->layers[l];
+            const float *pre = tp->Hp + (size_t)(l - 1) * hp_stride + (r0 + (size_t)t) * B * H;
+            float *next = l == L ? Z + (size_t)t * B * nm
+                                 : tp->Hp + (size_t)l * hp_stride + (r0 + (size_t)t) * B * H;
+            memcpy(tp->act, pre, (size_t)B * H * sizeof(float));
+            elm__activate(m->act, tp->act, (size_t)B * H);
+            elm__fill_rows(next, ly->b, (size_t)B, ly->out);
+            elm__layer_product(B, ly, 0, H, tp->act, (size_t)H, next, (size_t)ly->out);
+        }
+        elm__memory_update(B, nm, tp->mem, m->kappa_m, m->mem_coef, Z + (size_t)t * B * nm);
+        memcpy(M + (size_t)t * B * nm, tp->mem, (size_t)B * nm * sizeof(float));
+    }
+    if (y) {
+        /* 5. readout for the segment */
+        elm__fill_rows(tp->Yw, m->readout.b, rows, m->n_out);
+        elm__sgemm(0, 0, rows, (size_t)m->n_out, (size_t)nm, 1.0f, M, (size_t)nm, m->readout.wt,
+                   m->readout.ldw, 1.0f, tp->Yw, (size_t)m->n_out);
+        for (int t = 0; t < n; t++)
+            for (int b = 0; b < B; b++)
+                memcpy(y + ((size_t)b * T + t0 + (size_t)t) * m->n_out,
+                       tp->Yw + ((size_t)t * B + b) * m->n_out, (size_t)m->n_out * sizeof *y);
+    }
+    return ELM_OK;
+}
+
+static void save_boundary(elm_tape *tp, size_t seg) {
+    const elm_model *m = tp->model;
+    size_t per = (size_t)m->n_s + (size_t)m->n_m;
+    float *dst = tp->bound + seg * (size_t)tp->B * per;
+    memcpy(dst, tp->trace, (size_t)tp->B * m->n_trace * sizeof(float));
+    memcpy(dst + (size_t)tp->B * m->n_s, tp->mem, (size_t)tp->B * m->n_m * sizeof(float));
+}
+
+ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
+    if (!tp || !x) return elm__fail(ELM_E_NULL, "elm_tape_forward: NULL argument");
+    const elm_model *m = tp->model;
+    if (tp->layout_gen != m->layout_gen)
+        return elm__fail(ELM_E_INVALID, "elm_tape_forward: the model's trace layout changed "
+                                        "since this tape was created; create a new tape");
+    if (T == 0 || T > tp->T_max)
+        return elm__fail(ELM_E_SHAPE, "elm_tape_forward: T = %zu outside [1, T_max = %zu]", T,
+                         tp->T_max);
+    tp->T = 0;
+    if (tp->ckpt && y) {
+        /* Outputs are written per segment here: refuse bad input before
+         * writing any, as the default mode does by construction. */
+        size_t n = (size_t)tp->B * T * (size_t)m->n_in;
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(x[i]))
+                return elm__fail(ELM_E_NONFINITE, "elm_tape_forward: x[%zu, %zu, %zu] is %g",
+                                 i / ((size_t)m->n_in * T), i / (size_t)m->n_in % T,
+                                 i % (size_t)m->n_in, (double)x[i]);
+    }
+    memset(tp->trace, 0, (size_t)tp->B * m->n_s * sizeof(float));
+    memset(tp->mem, 0, (size_t)tp->B * m->n_m * sizeof(float));
+    size_t S = (size_t)tp->S;
+    for (size_t seg = 0; seg * S < T; seg++) {
+        size_t t0 = seg * S;
+        int n = T - t0 < S ? (int)(T - t0) : (int)S;
+        if (tp->ckpt) save_boundary(tp, seg);
+        int rc = elm__tape_segment_forward(tp, x, T, t0, n, tp->ckpt ? 0 : t0,
+                                           tp->ckpt ? y : NULL);
+        if (rc != ELM_OK) return rc;
+    }
+    if (!tp->ckpt && y) {
+        /* readout per segment from the recorded memory */
+        for (size_t t0 = 0; t0 < T; t0 += S) {
+            int n = T - t0 < S ? (int)(T - t0) : (int)S;
+            size_t rows = (size_t)n * (size_t)tp->B;
+            const float *M = elm__rec(tp->M, t0, tp->B, m->n_m);
+            elm__fill_rows(tp->Yw, m->readout.b, rows, m->n_out);
+            elm__sgemm(0, 0, rows, (size_t)m->n_out, (size_t)m->n_m, 1.0f, M, (size_t)m->n_m,
+                       m->readout.wt, m->readout.ldw, 1.0f, tp->Yw, (size_t)m->n_out);
+            for (int t = 0; t < n; t++)
+                for (int b = 0; b < tp->B; b++)
+                    memcpy(y + ((size_t)b * T + t0 + (size_t)t) * m->n_out,
+                           tp->Yw + ((size_t)t * tp->B + b) * m->n_out,
+                           (size_t)m->n_out * sizeof *y);
+        }
+    }
+    tp->T = T;
+    return ELM_OK;
+}

@@ -320,3 +320,58 @@ void fill_uniform(float *a, size_t n, float lo, float hi, uint64_t *seed) {
         a[i] = lo + (hi - lo) * (float)((*seed >> 40) * 0x1.0p-24);
     }
 }
+
+/* ---- random models and inputs ------------------------------------------ */
+
+
+elm_model *make_model(const spec *p, uint64_t seed) {
+    elm_config *c;
+    elm_config_create(&c);
+    elm_config_set(c, ELM_FORMULATION, p->version);
+    elm_config_set(c, ELM_MLP_ACTIVATION, p->act);
+    elm_config_set(c, ELM_NUM_INPUT, p->n_in);
+    elm_config_set(c, ELM_NUM_OUTPUT, p->n_out);
+    elm_config_set(c, ELM_NUM_MEMORY, p->n_m);
+    elm_config_set(c, ELM_MLP_NUM_LAYERS, p->L);
+    elm_config_set(c, ELM_MLP_HIDDEN_SIZE, p->H);
+    elm_config_set(c, ELM_NUM_BRANCH, p->n_b);
+    elm_config_set(c, ELM_SYNAPSES_PER_BRANCH, p->k);
+    elm_config_set(c, ELM_ROUTING, p->routing);
+    elm_config_set(c, ELM_DT, p->dt);
+    elm_config_set(c, ELM_TAU_M_MIN, p->tau_min);
+    elm_config_set(c, ELM_TAU_M_MAX, p->tau_max);
+    elm_config_set(c, ELM_LAMBDA, p->lambda);
+    elm_model *m = NULL;
+    int rc = elm_model_create(c, seed, &m);
+    elm_config_free(c);
+    if (rc) {
+        fprintf(stderr, "make_model: %s\n", elm_last_error());
+        return NULL;
+    }
+    /* move w_s away from its constant init, partly negative */
+    size_t n_s;
+    elm_model_size(m, ELM_SIZE_SYNAPSE, &n_s);
+    float *w = malloc(n_s * 4);
+    uint64_t sd = seed * 7 + 1;
+    fill_uniform(w, n_s, -0.3f, 1.0f, &sd);
+    int64_t sh[1] = {(int64_t)n_s};
+    if (elm_model_set_param(m, "w_s_proto", w, 1, sh) != ELM_OK) abort();
+    if (p->spread_tau && p->version == ELM_V1) {
+        fill_uniform(w, n_s, 1.0f, 20.0f, &sd);
+        if (elm_model_set_param(m, "tau_s", w, 1, sh) != ELM_OK) abort();
+    }
+    free(w);
+    return m;
+}
+
+float *make_input(const spec *p, uint64_t seed) {
+    size_t n = p->B * p->T * (size_t)p->n_in;
+    float *x = malloc(n * sizeof *x), *r = malloc(n * sizeof *r);
+    fill_uniform(x, n, -1.0f, 1.0f, &seed);
+    fill_uniform(r, n, 0.0f, 1.0f, &seed);
+    for (size_t i = 0; i < n; i++)
+        if (r[i] >= p->density) x[i] = 0.0f;
+    free(r);
+    return x;
+}
+

@@ -42,4 +42,16 @@ void naive_forward(const elm_model *m, const float *x, size_t B, size_t T, doubl
 /* Fill with uniform values in [lo, hi) from a simple seeded generator. */
 void fill_uniform(float *a, size_t n, float lo, float hi, uint64_t *seed);
 
+/* A random model of the given shape (w_s partly negative; with spread_tau,
+ * v1 time constants differ within branches) and a sparse random input. */
+typedef struct spec {
+    int version, act, n_in, n_out, n_m, L, H, n_b, k, routing;
+    double dt, tau_min, tau_max, lambda;
+    bool spread_tau; /* make tau_s differ within branches: per-synapse path */
+    size_t B, T;
+    float density;   /* fraction of non-zero inputs */
+} spec;
+elm_model *make_model(const spec *p, uint64_t seed);
+float *make_input(const spec *p, uint64_t seed); /* (B, T, n_in), malloc'd */
+
 #endif

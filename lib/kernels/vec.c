@@ -219,3 +219,59 @@ void elm__memory_update(int B, int n, float *m, const float *kappa, const float 
         }
     }
 }
+
+/* Backward of m_t = kappa m_{t-1} + coef g(z_t), per stream (rows of n):
+ * gm = dL/dm_t. Writes dz = gm coef g'(z) and carry = gm kappa (dL/dm_{t-1}
+ * through the leak); adds gm g(z) to acc_coef and gm m_{t-1} to acc_kappa
+ * (per unit, summed over streams). g'(z) = 1.7159 (2/3) (1 - tanh^2), with
+ * 1 - tanh^2(a) = 4e / (1 + e)^2 for e = exp(-2|a|), exact near saturation. */
+ELM_CLONES
+void elm__memory_backward(int B, int n, const float *gm, const float *z, const float *mprev,
+                          const float *kappa, const float *coef, float *dz, float *carry,
+                          float *acc_coef, float *acc_kappa) {
+    for (int b = 0; b < B; b++) {
+        const float *gb = gm + (size_t)b * n, *zb = z + (size_t)b * n, *pb = mprev + (size_t)b * n;
+        float *db = dz + (size_t)b * n, *cb = carry + (size_t)b * n;
+        for (int i = 0; i < n; i++) {
+            float a = zb[i] * (2.0f / 3.0f);
+            float e = exp_inline(-2.0f * fabsf(a));
+            float inv = 1.0f / (1.0f + e);
+            float t = copysignf((1.0f - e) * inv, a);
+            float dg = (1.7159f * (2.0f / 3.0f) * 4.0f) * e * inv * inv;
+            float g = gb[i];
+            db[i] = g * coef[i] * dg;
+            cb[i] = g * kappa[i];
+            acc_coef[i] += g * (1.7159f * t);
+            acc_kappa[i] += g * pb[i];
+        }
+    }
+}
+
+/* d *= act'(pre), elementwise: relu' = [pre > 0];
+ * silu' = s (1 + pre (1 - s)), s = sigmoid(pre). */
+ELM_CLONES
+void elm__activate_backward(int act, const float *pre, float *d, size_t n) {
+    if (act == ELM_RELU) {
+        for (size_t i = 0; i < n; i++) d[i] = pre[i] > 0.0f ? d[i] : 0.0f;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float s = 1.0f / (1.0f + exp_inline(-pre[i]));
+            d[i] *= s * (1.0f + pre[i] * (1.0f - s));
+        }
+    }
+}
+
+/* The memory columns of layer 0's input are kappa * m_{t-1}: with du their
+ * gradient, carry += du kappa and acc_kappa += du m_{t-1}. */
+ELM_CLONES
+void elm__leak_backward(int B, int n, const float *du, const float *mprev, const float *kappa,
+                        float *carry, float *acc_kappa) {
+    for (int b = 0; b < B; b++) {
+        const float *ub = du + (size_t)b * n, *pb = mprev + (size_t)b * n;
+        float *cb = carry + (size_t)b * n;
+        for (int i = 0; i < n; i++) {
+            cb[i] += ub[i] * kappa[i];
+            acc_kappa[i] += ub[i] * pb[i];
+        }
+    }
+}

@@ -1,0 +1,78 @@
+/* The training tape, shared by tape.c (recording forward) and backward.c.
+ *
+ * The sequence is cut into segments of S steps. Every segment runs the same
+ * way in both modes: drive and scan of the traces, one product for the
+ * branch part of layer 0, the recurrent steps, and in the backward one
+ * product per weight gradient. The default mode records all T steps; the
+ * checkpointing mode records one segment at a time and keeps the recurrent
+ * state at every segment start, re-running a segment's forward just before
+ * its backward. Identical segment work makes the two modes bit-identical.
+ *
+ * Record arrays are time-major, (steps, B, width), where steps is T_max
+ * (default) or S (checkpointing). */
+#ifndef ELM_TAPE_H
+#define ELM_TAPE_H
+
+#include "elm_internal.h"
+
+struct elm_tape {
+    const elm_model *model;
+    uint64_t layout_gen;
+    int B;
+    size_t T_max;
+    size_t T;       /* steps of the last successful forward; 0 = none */
+    unsigned flags;
+    bool ckpt;
+    int S;          /* segment length */
+    size_t n_seg;   /* segments in T_max */
+    int out0;       /* width of layer 0: H, or n_m when L = 0 */
+    int nu;         /* n_b + n_m */
+
+    /* record (steps, B, .) */
+    float *A;       /* branch input: c_t (v1) or b_t (v2), n_b */
+    float *Hp;      /* L hidden pre-activations, each (steps, B, H) */
+    float *Z;       /* MLP output z_t, n_m */
+    float *M;       /* memory m_t, n_m */
+    float *bound;   /* checkpointing: (n_seg, B, n_s + n_m) trace and memory
+                       before each segment */
+
+    /* running state of the forward */
+    float *trace;   /* (B, n_s) */
+    float *mem;     /* (B, n_m) */
+
+    /* segment workspaces (S, B, .) and per-step scratch */
+    float *D;       /* drive of per-synapse traces; in the backward, G */
+    float *R;       /* GRAD_TAU: reverse-filtered G */
+    float *Yw;      /* (S, B, n_out) outputs, then dy */
+    float *dM;      /* (S, B, n_m) */
+    float *dH;      /* L + 1 arrays: dH_0 .. dH_{L-1} (H wide), dZ (n_m) */
+    float *U;       /* (S, B, max(H, n_m)) weight-gradient operand */
+    float *dA;      /* (S, B, n_b) */
+    float *act;     /* (B, max(H, n_m)) */
+    float *u;       /* (B, n_m) */
+    float *gc, *Rc; /* (B, n_s) trace-gradient carries */
+    float *dmc;     /* (B, n_m) memory-gradient carry */
+    float *m0;      /* (B, n_m) memory before the segment */
+    float *zero;    /* (B, n_m) zeros */
+    float *acc;     /* (2, n_m) per-segment sums: coef, kappa_m */
+    float *gbuf;    /* (n_params) gradient of one backward, added at the end */
+    int32_t *nz;    /* (n_in) indices of non-zero inputs of one row */
+    double *dproto; /* (n_s) */
+    double *dkap;   /* (n_s) */
+    double *dkm;    /* (n_m) */
+    double *dcoef;  /* (n_m) */
+
+    void *block;
+    size_t bytes;
+};
+
+/* Forward of steps [t0, t0 + n) recording at record step r0; y (B, T,
+ * n_out) gets the outputs unless NULL. */
+int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0, int n,
+                              size_t r0, float *y);
+/* Record pointers at record step r: (B, width) rows. */
+static inline float *elm__rec(float *base, size_t r, int B, int width) {
+    return base + r * (size_t)B * (size_t)width;
+}
+
+#endif
