@@ -44,25 +44,6 @@ static void colsum(const float *a, size_t rows, int n, float *acc) {
         for (int i = 0; i < n; i++) acc[i] += a[r * (size_t)n + i];
 }
 
-/* Indices of the non-zero entries of x (n), ascending; returns the count. */
-static int nonzero_list(const float *x, int n, int32_t *idx) {
-    enum { SPAN = 64 * 64 * 16 };
-    uint64_t bits[64];
-    int count = 0;
-    for (int base = 0; base < n; base += SPAN) {
-        int len = n - base < SPAN ? n - base : SPAN;
-        elm__nonzero_blocks(x + base, len, bits);
-        for (int wd = 0; wd < (len + 1023) / 1024; wd++)
-            for (uint64_t word = bits[wd]; word; word &= word - 1) {
-                int i0 = base + (wd * 64 + __builtin_ctzll(word)) * 16;
-                int i1 = i0 + 16 < n ? i0 + 16 : n;
-                for (int i = i0; i < i1; i++)
-                    if (x[i] != 0.0f) idx[count++] = i;
-            }
-    }
-    return count;
-}
-
 /* The recurrent part of one segment's backward, steps n-1 .. 0, leaving
  * dH_0 .. dH_L of every step in tp->dH. */
 static void recurrent_backward(elm_tape *tp, size_t r0, int n) {
@@ -138,7 +119,7 @@ static void weight_gradients(elm_tape *tp, size_t r0, int n) {
 
 /* Trace gradients of one segment (reverse scan into G = tp->D, and R),
  * then the synapse sums over non-zero inputs, and dx. */
-static void trace_backward(elm_tape *tp, const float *x, size_t T, size_t t0, int n, float *dx) {
+static void trace_backward(elm_tape *tp, size_t T, size_t t0, int n, float *dx) {
     const elm_model *m = tp->model;
     int B = tp->B, nt = m->n_trace, nb = m->n_b, k = m->k;
     bool tau = tp->R != NULL;
@@ -161,17 +142,17 @@ static void trace_backward(elm_tape *tp, const float *x, size_t T, size_t t0, in
     for (int t = 0; t < n; t++)
         for (int b = 0; b < B; b++) {
             size_t row = (size_t)t * B + b;
-            const float *xr = x + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_in;
             const float *gt = G + row * nt, *rt = tau ? R + row * nt : NULL;
-            int cnt = nonzero_list(xr, m->n_in, tp->nz);
-            for (int q = 0; q < cnt; q++) {
-                int i = tp->nz[q];
+            size_t r = (t0 + (size_t)t) * B + b;
+            for (size_t q = tp->ev_ptr[r]; q < tp->ev_ptr[r + 1]; q++) {
+                int i = tp->ev_idx[q];
+                double v = tp->ev_val[q];
                 for (int32_t e = m->syn_ptr[i]; e < m->syn_ptr[i + 1]; e++) {
                     int j = m->syn_j[e];
                     if (!m->route_mask[j]) continue;
                     int unit = m->collapsed ? j / k : j;
-                    tp->dproto[j] += (double)xr[i] * gt[unit];
-                    if (tau) tp->dkap[j] += (double)xr[i] * rt[unit];
+                    tp->dproto[j] += v * gt[unit];
+                    if (tau) tp->dkap[j] += v * rt[unit];
                 }
             }
             if (dx) {
@@ -273,7 +254,7 @@ ELM_API int elm_tape_backward(elm_tape *tp, const float *x, const float *dy, flo
             const float *bd = tp->bound + seg * B * per;
             memcpy(tp->trace, bd, B * m->n_trace * sizeof(float));
             memcpy(tp->mem, bd + B * m->n_s, B * nm * sizeof(float));
-            int rc = elm__tape_segment_forward(tp, x, T, t0, n, 0, NULL);
+            int rc = elm__tape_segment_forward(tp, x, T, t0, n, 0, NULL, false);
             if (rc != ELM_OK) return rc; /* x changed since the forward */
             memcpy(tp->m0, bd + B * m->n_s, B * nm * sizeof(float));
         } else if (t0 == 0) {
@@ -300,7 +281,7 @@ ELM_API int elm_tape_backward(elm_tape *tp, const float *x, const float *dy, flo
             tp->dkm[i] += tp->acc[nm + i];
         }
         weight_gradients(tp, r0, n);
-        trace_backward(tp, x, T, t0, n, dx);
+        trace_backward(tp, T, t0, n, dx);
     }
     finish(tp);
     for (size_t i = 0; i < m->n_params; i++) grad[i] += tp->gbuf[i];

@@ -148,8 +148,9 @@ const char *elm__blis_pick(const elm_cpu *cpu, const char **why);
 void elm__layer_product(int B, const elm_layer *l, int row0, int in, const float *x, size_t ldx,
                         float *y, size_t ldy);
 /* d (n_trace) = x (n_in) W_in; returns the first non-finite input's index
- * or -1. */
-int elm__drive_row(const elm_model *m, const float *x, float *d);
+ * or -1. blocks, unless NULL, receives the non-zero 16-blocks of x as
+ * elm__nonzero_blocks writes them (ceil(n_in / 1024) words). */
+int elm__drive_row(const elm_model *m, const float *x, float *d, uint64_t *blocks);
 /* c (n_b) = branch input from a trace row. */
 void elm__branch_input(const elm_model *m, const float *trace, float *c);
 /* rows of y (rows, n) = bias (n) */

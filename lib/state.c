@@ -164,16 +164,17 @@ ELM_API int elm_state_reset(elm_state *s, int64_t stream) {
 
 /* d (n_trace) = x (n_in) W_in. Returns the index of the first non-finite
  * input, or -1. Zeros are skipped: spike input costs only its events. */
-int elm__drive_row(const elm_model *m, const float *x, float *d) {
+int elm__drive_row(const elm_model *m, const float *x, float *d, uint64_t *blocks) {
     memset(d, 0, (size_t)m->n_trace * sizeof *d);
     const int32_t *ptr = m->drive_ptr, *tgt = m->drive_tgt;
     const float *w = m->drive_w;
     /* Whole blocks of 16 zeros are skipped after one vectorised test, in
-     * spans of 64 x 64 blocks so the bit set stays on the stack. */
+     * spans of 64 x 64 blocks so the bit set fits on the stack. */
     enum { SPAN = 64 * 64 * 16 };
-    uint64_t bits[64];
+    uint64_t local[64];
     for (int base = 0; base < m->n_in; base += SPAN) {
         int n = m->n_in - base < SPAN ? m->n_in - base : SPAN;
+        uint64_t *bits = blocks ? blocks + base / 1024 : local;
         elm__nonzero_blocks(x + base, n, bits);
         for (int wd = 0; wd < (n + 1023) / 1024; wd++)
             for (uint64_t word = bits[wd]; word; word &= word - 1) {
@@ -250,7 +251,7 @@ ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
     const elm_model *m = s->model;
     int B = s->B, nt = m->n_trace;
     for (int b = 0; b < B; b++) {
-        int bad = elm__drive_row(m, x + (size_t)b * m->n_in, s->d + (size_t)b * nt);
+        int bad = elm__drive_row(m, x + (size_t)b * m->n_in, s->d + (size_t)b * nt, NULL);
         if (bad >= 0)
             return elm__fail(ELM_E_NONFINITE, "elm_state_step: x[%d, %d] is %g", b, bad,
                              (double)x[(size_t)b * m->n_in + bad]);
@@ -284,7 +285,7 @@ static int forward_chunk(elm_state *s, const float *x, size_t T, size_t t0, int 
     for (int t = 0; t < n; t++)
         for (int b = 0; b < B; b++) {
             const float *xr = x + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_in;
-            int bad = elm__drive_row(m, xr, s->D + ((size_t)t * B + b) * nt);
+            int bad = elm__drive_row(m, xr, s->D + ((size_t)t * B + b) * nt, NULL);
             if (bad >= 0)
                 return elm__fail(ELM_E_NONFINITE, "elm_state_forward: x[%d, %zu, %d] is %g", b,
                                  t0 + (size_t)t, bad, (double)xr[bad]);

@@ -61,11 +61,16 @@ ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned
         Bz * nm, Bz * nm, Bz * nm,  /* dmc, m0, zero */
         2 * nm,                     /* acc */
         m->n_params,                /* gbuf */
-        (size_t)m->n_in,            /* nz (int32) */
+        0,                          /* ev_ptr (size_t): computed below */
+        2 * (((size_t)m->n_in + 1023) / 1024), /* blk (uint64) */
         2 * nS, 2 * nS, 2 * nm, 2 * nm, /* dproto, dkap, dkm, dcoef (double) */
     };
     enum { N = sizeof sizes / sizeof sizes[0] };
-    if (!elm__mul_ok(steps, Bz, &sizes[0]) || !elm__mul_ok(sizes[0], per_step_rec, &sizes[0])) {
+    tp->words = (m->n_in + 1023) / 1024;
+    size_t ev_rows;
+    if (!elm__mul_ok(steps, Bz, &sizes[0]) || !elm__mul_ok(sizes[0], per_step_rec, &sizes[0]) ||
+        !elm__mul_ok(T_max, Bz, &ev_rows) ||
+        !elm__mul_ok(ev_rows + 1, sizeof(size_t) / sizeof(float), &sizes[N - 6])) {
         free(tp);
         return elm__fail(ELM_E_NOMEM, "elm_tape_create: tape size overflows");
     }
@@ -119,7 +124,8 @@ ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned
     tp->zero = slots[i++];
     tp->acc = slots[i++];
     tp->gbuf = slots[i++];
-    tp->nz = slots[i++];
+    tp->ev_ptr = slots[i++];
+    tp->blk = slots[i++];
     tp->dproto = slots[i++];
     tp->dkap = slots[i++];
     tp->dkm = slots[i++];
@@ -130,18 +136,48 @@ ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned
 
 ELM_API void elm_tape_free(elm_tape *tp) {
     if (!tp) return;
+    free(tp->ev_idx);
+    free(tp->ev_val);
     free(tp->block);
     free(tp);
 }
 
 ELM_API int elm_tape_memory(const elm_tape *tp, size_t *bytes) {
     if (!tp || !bytes) return elm__fail(ELM_E_NULL, "elm_tape_memory: NULL argument");
-    *bytes = tp->bytes + sizeof *tp;
+    *bytes = tp->bytes + sizeof *tp + tp->ev_cap * (sizeof(int32_t) + sizeof(float));
+    return ELM_OK;
+}
+
+/* Append the non-zero entries of row r's x (its blocks are in tp->blk and
+ * in cache) to the event list. Rows arrive in order. */
+static int collect_events(elm_tape *tp, const float *xr, size_t r) {
+    int n_in = tp->model->n_in;
+    size_t at = tp->ev_ptr[r];
+    for (int wd = 0; wd < tp->words; wd++)
+        for (uint64_t word = tp->blk[wd]; word; word &= word - 1) {
+            int i0 = (wd * 64 + __builtin_ctzll(word)) * 16;
+            int i1 = i0 + 16 < n_in ? i0 + 16 : n_in;
+            if (at + 16 > tp->ev_cap) {
+                size_t cap = tp->ev_cap ? tp->ev_cap * 2 : 4096;
+                int32_t *idx = realloc(tp->ev_idx, cap * sizeof *idx);
+                if (idx) tp->ev_idx = idx;
+                float *val = idx ? realloc(tp->ev_val, cap * sizeof *val) : NULL;
+                if (!val) return ELM_E_NOMEM;
+                tp->ev_val = val;
+                tp->ev_cap = cap;
+            }
+            for (int i = i0; i < i1; i++)
+                if (xr[i] != 0.0f) {
+                    tp->ev_idx[at] = i;
+                    tp->ev_val[at++] = xr[i];
+                }
+        }
+    tp->ev_ptr[r + 1] = at;
     return ELM_OK;
 }
 
 int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0, int n,
-                              size_t r0, float *y) {
+                              size_t r0, float *y, bool record_events) {
     const elm_model *m = tp->model;
     int B = tp->B, nt = m->n_trace, nb = m->n_b, nm = m->n_m, H = m->H, L = m->L;
     int out0 = tp->out0;
@@ -157,10 +193,13 @@ int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0,
     for (int t = 0; t < n; t++)
         for (int b = 0; b < B; b++) {
             const float *xr = x + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_in;
-            int bad = elm__drive_row(m, xr, D + ((size_t)t * B + b) * nt);
+            int bad = elm__drive_row(m, xr, D + ((size_t)t * B + b) * nt, tp->blk);
             if (bad >= 0)
                 return elm__fail(ELM_E_NONFINITE, "elm_tape_forward: x[%d, %zu, %d] is %g", b,
                                  t0 + (size_t)t, bad, (double)xr[bad]);
+            if (record_events && collect_events(tp, xr, (t0 + (size_t)t) * B + b) != ELM_OK)
+                return elm__fail(ELM_E_NOMEM, "elm_tape_forward: out of memory for the input "
+                                              "events");
         }
     /* 2. leaky scan and branch input */
     for (int t = 0; t < n; t++)
@@ -239,13 +278,14 @@ ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
     }
     memset(tp->trace, 0, (size_t)tp->B * m->n_s * sizeof(float));
     memset(tp->mem, 0, (size_t)tp->B * m->n_m * sizeof(float));
+    tp->ev_ptr[0] = 0;
     size_t S = (size_t)tp->S;
     for (size_t seg = 0; seg * S < T; seg++) {
         size_t t0 = seg * S;
         int n = T - t0 < S ? (int)(T - t0) : (int)S;
         if (tp->ckpt) save_boundary(tp, seg);
         int rc = elm__tape_segment_forward(tp, x, T, t0, n, tp->ckpt ? 0 : t0,
-                                           tp->ckpt ? y : NULL);
+                                           tp->ckpt ? y : NULL, true);
         if (rc != ELM_OK) return rc;
     }
     if (!tp->ckpt && y) {

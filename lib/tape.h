@@ -56,7 +56,16 @@ struct elm_tape {
     float *zero;    /* (B, n_m) zeros */
     float *acc;     /* (2, n_m) per-segment sums: coef, kappa_m */
     float *gbuf;    /* (n_params) gradient of one backward, added at the end */
-    int32_t *nz;    /* (n_in) indices of non-zero inputs of one row */
+    /* Non-zero inputs of the last forward, row (t, b) time-major: entries
+     * ev_ptr[r] .. ev_ptr[r + 1] of ev_idx / ev_val. The backward reads
+     * these instead of x, sequentially. Grown (never shrunk) by a forward
+     * with more non-zero inputs than any before. */
+    size_t *ev_ptr; /* (T_max B + 1) */
+    int32_t *ev_idx;
+    float *ev_val;
+    size_t ev_cap;
+    uint64_t *blk;  /* (words) scratch: non-zero 16-blocks of one row */
+    int words;      /* ceil(n_in / 1024) */
     double *dproto; /* (n_s) */
     double *dkap;   /* (n_s) */
     double *dkm;    /* (n_m) */
@@ -67,9 +76,10 @@ struct elm_tape {
 };
 
 /* Forward of steps [t0, t0 + n) recording at record step r0; y (B, T,
- * n_out) gets the outputs unless NULL. */
+ * n_out) gets the outputs unless NULL; record_events appends the input
+ * events of these rows (rows must come in order). */
 int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0, int n,
-                              size_t r0, float *y);
+                              size_t r0, float *y, bool record_events);
 /* Record pointers at record step r: (B, width) rows. */
 static inline float *elm__rec(float *base, size_t r, int B, int width) {
     return base + r * (size_t)B * (size_t)width;

@@ -230,8 +230,10 @@ void elm__memory_backward(int B, int n, const float *gm, const float *z, const f
                           const float *kappa, const float *coef, float *dz, float *carry,
                           float *acc_coef, float *acc_kappa) {
     for (int b = 0; b < B; b++) {
-        const float *gb = gm + (size_t)b * n, *zb = z + (size_t)b * n, *pb = mprev + (size_t)b * n;
-        float *db = dz + (size_t)b * n, *cb = carry + (size_t)b * n;
+        const float *restrict gb = gm + (size_t)b * n, *restrict zb = z + (size_t)b * n,
+                              *restrict pb = mprev + (size_t)b * n;
+        float *restrict db = dz + (size_t)b * n, *restrict cb = carry + (size_t)b * n;
+        float *restrict ac = acc_coef, *restrict ak = acc_kappa;
         for (int i = 0; i < n; i++) {
             float a = zb[i] * (2.0f / 3.0f);
             float e = exp_inline(-2.0f * fabsf(a));
@@ -241,8 +243,8 @@ void elm__memory_backward(int B, int n, const float *gm, const float *z, const f
             float g = gb[i];
             db[i] = g * coef[i] * dg;
             cb[i] = g * kappa[i];
-            acc_coef[i] += g * (1.7159f * t);
-            acc_kappa[i] += g * pb[i];
+            ac[i] += g * (1.7159f * t);
+            ak[i] += g * pb[i];
         }
     }
 }
@@ -267,11 +269,11 @@ ELM_CLONES
 void elm__leak_backward(int B, int n, const float *du, const float *mprev, const float *kappa,
                         float *carry, float *acc_kappa) {
     for (int b = 0; b < B; b++) {
-        const float *ub = du + (size_t)b * n, *pb = mprev + (size_t)b * n;
-        float *cb = carry + (size_t)b * n;
+        const float *restrict ub = du + (size_t)b * n, *restrict pb = mprev + (size_t)b * n;
+        float *restrict cb = carry + (size_t)b * n, *restrict ak = acc_kappa;
         for (int i = 0; i < n; i++) {
             cb[i] += ub[i] * kappa[i];
-            acc_kappa[i] += ub[i] * pb[i];
+            ak[i] += ub[i] * pb[i];
         }
     }
 }
