@@ -156,8 +156,12 @@ void elm__branch_input(const elm_model *m, const float *trace, float *c);
 /* rows of y (rows, n) = bias (n) */
 void elm__fill_rows(float *y, const float *bias, size_t rows, int n);
 
-/* loss.c: the burn-in of a loss (steps before it carry no loss). */
+/* loss.c: the burn-in of a loss (steps before it carry no loss), and the
+ * number of outputs it expects. */
 size_t elm__loss_burn_in(const elm_loss *loss);
+size_t elm__loss_outputs(const elm_loss *loss);
+/* optim.c: the model an optimizer updates. */
+elm_model *elm__optimizer_model(const elm_optimizer *opt);
 
 /* Overflow-checked size arithmetic. */
 static inline bool elm__mul_ok(size_t a, size_t b, size_t *out) {

@@ -114,6 +114,8 @@ ELM_API int elm_loss_set_weights(elm_loss *loss, const float *w, size_t n) {
 
 size_t elm__loss_burn_in(const elm_loss *loss) { return loss ? loss->t0 : 0; }
 
+size_t elm__loss_outputs(const elm_loss *loss) { return loss ? loss->n_out : 0; }
+
 /* The counted steps of sample b: [*lo, *hi) (empty when lo >= hi). */
 static void counted_steps(elm_loss_kind kind, size_t t0, size_t len, size_t *lo, size_t *hi) {
     if (kind == ELM_LOSS_CE_LAST) {

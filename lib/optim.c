@@ -650,3 +650,5 @@ ELM_API int elm_optimizer_load_state(elm_optimizer *o, const void *src, size_t s
     }
     return ELM_OK;
 }
+
+elm_model *elm__optimizer_model(const elm_optimizer *opt) { return opt ? opt->model : NULL; }
