@@ -454,8 +454,9 @@ ELM_API const char *elm_loss_kind_name(elm_loss_kind kind);
 ELM_API int elm_loss_set_burn_in(elm_loss *loss, size_t t0);
 ELM_API int elm_loss_set_weights(elm_loss *loss, const float *w, size_t n);
 
-/* value = the loss; dy (B, T, n_out) = dL/dy, overwritten (zeros where
- * nothing counts), or NULL. Classification kinds read `labels` (int32 in
+/* value (required) = the loss; dy (B, T, n_out) = dL/dy, overwritten
+ * (zeros where nothing counts), or NULL. Class weights that are all zero
+ * on the counted labels fail with ELM_E_INVALID (PyTorch gives NaN). Classification kinds read `labels` (int32 in
  * [0, n_out)) and need target == NULL; the others read `target` and need
  * labels == NULL. Non-finite y or target: ELM_E_NONFINITE. Since 0.2. */
 ELM_API int elm_loss_compute(const elm_loss *loss, const float *y, size_t B,
@@ -490,6 +491,9 @@ ELM_API int elm_metric_rmse(const float *a, const float *b, size_t n,
  * With g the gradient, p the parameter, t the step (1-based), lr_t the
  * scheduled learning rate, wd the weight decay:
  *
+ * t counts the steps that trained the tensor (as PyTorch keeps it per
+ * parameter: a tensor unfrozen later starts at t = 1).
+ *
  *   SGD     g += wd p; with momentum mu > 0: buf = g at t = 1, else
  *           buf = mu buf + (1 - dampening) g; g = g + mu buf (Nesterov) or
  *           g = buf; p -= lr_t g
@@ -510,6 +514,7 @@ ELM_API int elm_metric_rmse(const float *a, const float *b, size_t n,
  *             s' = s - W, N' = N - W (torch CosineAnnealingLR stepped once
  *             per optimizer step; s' is clamped to N')
  *   warm-up   for s < W: lr_t = lr (s + 1) / W, before either schedule
+ *             (with cosine and N <= W, lr_t = eta after the warm-up)
  *
  * Trained tensors: the model's trainable ones by default; any tensor may be
  * frozen or unfrozen by name (unfreezing tau_s, tau_b or tau_m_proto trains
@@ -571,8 +576,12 @@ ELM_API int elm_optimizer_is_frozen(const elm_optimizer *opt,
 /* One update from grad (ELM_SIZE_PARAMS floats; entries of frozen tensors
  * are ignored). grad is scaled in place when clipping applies. The global
  * L2 norm of the trained gradients before clipping goes to *grad_norm
- * (may be NULL). A non-finite norm fails with ELM_E_NONFINITE and changes
- * nothing (parameters, moments, step count). Since 0.2. */
+ * (may be NULL). A non-finite norm, or an update that would make a
+ * parameter or moment non-finite, fails with ELM_E_NONFINITE and changes
+ * nothing (parameters, moments, step count). Entries of tau_m_proto that
+ * are +-Inf (the sigmoid's exact limit) stay as they are. Memory: SGD
+ * keeps 3, the Adam family 5 floats per parameter (moments are double
+ * buffered so that a failed step can be undone). Since 0.2. */
 ELM_API int elm_optimizer_step(elm_optimizer *opt, float *grad,
                                double *grad_norm);
 
@@ -584,7 +593,8 @@ ELM_API double elm_optimizer_lr(const elm_optimizer *opt);
  * moments) as a self-describing little-endian byte string, for training
  * checkpoints. save with dst NULL reports the size; load validates
  * everything (ELM_E_FORMAT, nothing changed, when it does not fit this
- * optimizer's kind and model). Since 0.2. */
+ * optimizer's kind and model). A capacity too small fails with
+ * ELM_E_INVALID and still reports the size needed. Since 0.2. */
 ELM_API int elm_optimizer_save_state(const elm_optimizer *opt, void *dst,
                                      size_t capacity, size_t *size);
 ELM_API int elm_optimizer_load_state(elm_optimizer *opt, const void *src,
@@ -613,7 +623,9 @@ typedef enum elm_dataset_option {
 /* N samples of T steps: x (N, T, n_in); target (N, T, n_target) or NULL
  * (n_target 0); labels (N, n_label) int32 or NULL (n_label 0; 1 = one
  * label per sample, T = one per step); lengths (N) in [1, T], or NULL for
- * all T. Values are checked when batches are read. Since 0.2. */
+ * all T. Lengths are checked at creation and again as batches are read;
+ * the values of x, target and labels are not checked here (the losses
+ * check them). Since 0.2. */
 ELM_API int elm_dataset_from_arrays(size_t N, size_t T, size_t n_in,
                                     const float *x, const float *target,
                                     size_t n_target, const int32_t *labels,
@@ -633,12 +645,15 @@ typedef enum elm_dataset_dim {
 ELM_API int elm_dataset_size(const elm_dataset *ds, elm_dataset_dim what,
                              size_t *value);
 
-/* Start epoch `epoch` (its order is a function of seed and epoch only). */
+/* Start epoch `epoch` (its order is a function of seed and epoch only).
+ * Changes of shuffle and seed take effect here (next() before any
+ * start_epoch is epoch 0); drop_last applies from the next batch. */
 ELM_API int elm_dataset_start_epoch(elm_dataset *ds, uint64_t epoch);
 /* The next batch of B samples into the caller's arrays (shapes as above
  * with N = B; target/labels/lengths may be NULL when not wanted). *count is
- * the number of real samples (0 at the end of the epoch; the rest of the
- * batch is padding). Since 0.2. */
+ * the number of real samples; the rest of the batch is padding (zeros,
+ * label 0, length 0). At the end of the epoch *count is 0 and the whole
+ * batch is padding. Since 0.2. */
 ELM_API int elm_dataset_next(elm_dataset *ds, size_t B, float *x,
                              float *target, int32_t *labels, int64_t *lengths,
                              size_t *count);
@@ -669,7 +684,8 @@ typedef struct elm_trainer elm_trainer;
 typedef enum elm_train_option {
     ELM_TRAIN_DROPOUT = 1,      /* input dropout p in [0, 1), default 0 */
     ELM_TRAIN_EVAL_DROPOUT = 2, /* 0 | 1: dropout at evaluation too, 0 */
-    ELM_TRAIN_SEED = 3,         /* dropout and shuffling, default 0 */
+    ELM_TRAIN_SEED = 3,         /* dropout, default 0 (the order of the
+                                   batches is the dataset's own seed) */
     ELM_TRAIN_EPOCHS = 4,       /* >= 1, default 1 */
     ELM_TRAIN_PATIENCE = 5,     /* early stopping, 0 = off (default) */
     ELM_TRAIN_MAX_BATCHES = 6,  /* batches per epoch, 0 = all (default) */
@@ -728,8 +744,10 @@ ELM_API int elm_trainer_step(elm_trainer *trainer, const float *x, size_t T,
                              const float *target, const int32_t *labels,
                              const int64_t *lengths, double *loss);
 
-/* Loss and metrics of the model on a whole dataset (one pass, no update);
- * results go to the VAL metrics. Since 0.2. */
+/* Loss and metrics of the model on a whole dataset (one pass in the
+ * dataset's epoch-0 order, no update); results go to the VAL metrics.
+ * VAL_LOSS weighs each batch's loss by its counted steps; the NeuronIO AUC
+ * pools every counted step. Since 0.2. */
 ELM_API int elm_trainer_evaluate(elm_trainer *trainer, elm_dataset *ds);
 
 /* Train for ELM_TRAIN_EPOCHS epochs over `train`, validating on `val` (may

@@ -7,6 +7,7 @@ sh tools/install-deps.sh
 ninja -C build
 # The benchmark harness must run (it prints figures; never a threshold).
 ./build/bench/bench_forward --quick
+./build/bench/bench_train --quick
 rc=0
 meson test -C build --print-errorlogs "$@" || rc=$?
 # One closing line over all test programs and the cases inside them.
