@@ -160,6 +160,8 @@ void elm__fill_rows(float *y, const float *bias, size_t rows, int n);
  * number of outputs it expects. */
 size_t elm__loss_burn_in(const elm_loss *loss);
 size_t elm__loss_outputs(const elm_loss *loss);
+/* lengths (B) each in [0, T], or NULL; ELM_E_INVALID naming the sample. */
+int elm__check_lengths(const char *fn, const int64_t *lengths, size_t B, size_t T);
 /* optim.c: the model an optimizer updates. */
 elm_model *elm__optimizer_model(const elm_optimizer *opt);
 

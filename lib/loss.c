@@ -116,6 +116,15 @@ size_t elm__loss_burn_in(const elm_loss *loss) { return loss ? loss->t0 : 0; }
 
 size_t elm__loss_outputs(const elm_loss *loss) { return loss ? loss->n_out : 0; }
 
+int elm__check_lengths(const char *fn, const int64_t *lengths, size_t B, size_t T) {
+    if (lengths)
+        for (size_t b = 0; b < B; b++)
+            if (lengths[b] < 0 || (uint64_t)lengths[b] > (uint64_t)T)
+                return elm__fail(ELM_E_INVALID, "%s: lengths[%zu] = %lld outside [0, %zu]", fn, b,
+                                 (long long)lengths[b], T);
+    return ELM_OK;
+}
+
 /* The counted steps of sample b: [*lo, *hi) (empty when lo >= hi). */
 static void counted_steps(elm_loss_kind kind, size_t t0, size_t len, size_t *lo, size_t *hi) {
     if (kind == ELM_LOSS_CE_LAST) {
@@ -177,11 +186,8 @@ ELM_API int elm_loss_compute(const elm_loss *loss, const float *y, size_t B, siz
     size_t bt, numel;
     if (!elm__mul_ok(B, T, &bt) || !elm__mul_ok(bt, n, &numel))
         return elm__fail(ELM_E_NOMEM, "%s: B * T * n_out overflows", fn);
-    if (lengths)
-        for (size_t b = 0; b < B; b++)
-            if (lengths[b] < 0 || (uint64_t)lengths[b] > (uint64_t)T)
-                return elm__fail(ELM_E_INVALID, "%s: lengths[%zu] = %lld outside [0, %zu]", fn, b,
-                                 (long long)lengths[b], T);
+    int lrc = elm__check_lengths(fn, lengths, B, T);
+    if (lrc) return lrc;
 
     /* Pass 1: validate every value read, count, and sum the weights. */
     size_t count = 0;

@@ -16,11 +16,8 @@ ELM_API int elm_metric_accuracy(const float *y, size_t B, size_t T, size_t n_out
     size_t bt, numel;
     if (!elm__mul_ok(B, T, &bt) || !elm__mul_ok(bt, n_out, &numel))
         return elm__fail(ELM_E_NOMEM, "%s: B * T * n_out overflows", fn);
-    if (lengths)
-        for (size_t b = 0; b < B; b++)
-            if (lengths[b] < 0 || (uint64_t)lengths[b] > (uint64_t)T)
-                return elm__fail(ELM_E_INVALID, "%s: lengths[%zu] = %lld outside [0, %zu]", fn, b,
-                                 (long long)lengths[b], T);
+    int lrc = elm__check_lengths(fn, lengths, B, T);
+    if (lrc) return lrc;
     size_t count = 0, correct = 0;
     for (size_t b = 0; b < B; b++) {
         size_t len = lengths ? (size_t)lengths[b] : T;
