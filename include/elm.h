@@ -13,6 +13,8 @@
  *   8. elm_optimizer: SGD, Adam, AdamW, Adamax; schedules; clipping
  *   9. elm_dataset: batches from in-memory arrays
  *  10. elm_trainer: the training and evaluation loop
+ *  11. Files: .elm model files, metadata, training checkpoints
+ *  12. YAML: model configs and training configs (elm_train_config)
  *
  * ---------------------------------------------------------------------------
  * 1. CONVENTIONS
@@ -73,7 +75,7 @@ extern "C" {
  */
 
 #define ELM_VERSION_MAJOR 0
-#define ELM_VERSION_MINOR 2
+#define ELM_VERSION_MINOR 3
 #define ELM_VERSION_PATCH 0
 #define ELM_VERSION_NUMBER \
     (ELM_VERSION_MAJOR * 10000 + ELM_VERSION_MINOR * 100 + ELM_VERSION_PATCH)
@@ -96,7 +98,11 @@ typedef enum elm_status {
     ELM_E_UNSUPPORTED = -8,  /* valid request this build/model cannot do */
     ELM_E_IO = -9,           /* a file could not be read or written */
     ELM_E_FORMAT = -10,      /* data is malformed (bad magic, checksum, ...) */
-    ELM_E_INTERNAL = -11     /* a bug in libelm: please report it */
+    ELM_E_INTERNAL = -11,    /* a bug in libelm: please report it */
+    ELM_E_TRUNCATED = -12,   /* data ends before its declared end */
+    ELM_E_CHECKSUM = -13,    /* stored checksum disagrees: data corrupted */
+    ELM_E_VERSION = -14,     /* data needs a newer libelm (newer format) */
+    ELM_E_LIMIT = -15        /* a declared size exceeds the data or a limit */
 } elm_status;
 
 /* Short fixed description of a status code ("shape mismatch"); never NULL.
@@ -757,6 +763,196 @@ ELM_API int elm_trainer_fit(elm_trainer *trainer, elm_dataset *train,
 
 ELM_API int elm_trainer_metric(const elm_trainer *trainer, elm_metric key,
                                double *value);
+
+/* ---------------------------------------------------------------------------
+ * 11. FILES: MODELS, METADATA, TRAINING CHECKPOINTS
+ *
+ * The .elm format (docs/file-format.md) holds the hyper-parameters, the
+ * routing table and every parameter tensor, little-endian on every platform,
+ * closed by a CRC-32 of the whole file; optional sections carry metadata,
+ * the optimizer state and training progress. Readers skip optional sections
+ * they do not know, and refuse a file of a newer major format version
+ * (ELM_E_VERSION).
+ *
+ * Loading validates everything before anything is allocated or changed:
+ *   ELM_E_TRUNCATED  the data ends before the size its header declares
+ *   ELM_E_FORMAT     not a .elm file (magic), or a malformed section
+ *   ELM_E_CHECKSUM   the CRC-32 disagrees: the bytes were damaged
+ *   ELM_E_VERSION    a newer major version, or a required section unknown
+ *   ELM_E_LIMIT      a declared size larger than the data holding it
+ *   ELM_E_SHAPE      a tensor's shape disagrees with the hyper-parameters
+ *   ELM_E_CONFIG     the hyper-parameters are inconsistent
+ *   ELM_E_NONFINITE  a parameter is NaN or Inf (or a tau <= 0)
+ * each with a message naming the section, tensor or key.
+ *
+ * Saving to a path is atomic: the bytes go to a temporary file in the same
+ * directory, which is flushed to disk and then renamed over `path`. A crash
+ * or a full disk leaves the old file intact and no temporary behind.
+ *
+ * The buffer functions follow one rule: with dst NULL (or capacity too
+ * small, ELM_E_INVALID) they only report the size in *size.
+ */
+
+/* Save a model (hyper-parameters, routing, parameters, metadata).
+ * Since 0.3. */
+ELM_API int elm_model_save_buffer(const elm_model *model, void *dst,
+                                  size_t capacity, size_t *size);
+ELM_API int elm_model_save(const elm_model *model, const char *path);
+
+/* Load a model from a .elm file or buffer (a training checkpoint loads as
+ * its model). The model owns its copy: src may be freed afterwards.
+ * Since 0.3. */
+ELM_API int elm_model_load_buffer(const void *src, size_t size,
+                                  elm_model **out);
+ELM_API int elm_model_load(const char *path, elm_model **out);
+
+/* Free-form metadata travelling with the model (the dataset it was trained
+ * on, the metrics it reached, its origin): UTF-8 keys of 1 to 255 bytes,
+ * values up to 1 MiB, at most 1024 entries, kept in insertion order. A
+ * NULL value removes the key. get returns a borrowed string, valid until the
+ * key is set again or the model is freed, or NULL when the key is absent.
+ * Setting metadata modifies the model (see the thread rules). Since 0.3. */
+ELM_API int elm_model_set_meta(elm_model *model, const char *key,
+                               const char *value);
+ELM_API const char *elm_model_get_meta(const elm_model *model,
+                                       const char *key);
+ELM_API size_t elm_model_meta_count(const elm_model *model);
+ELM_API const char *elm_model_meta_key(const elm_model *model, size_t i);
+
+/* Training checkpoints: the model with the optimizer state (settings,
+ * moments, step count and so the schedule position), the trainer's options
+ * and progress (epoch, batch within the epoch, the running epoch loss, the
+ * best epoch and its parameters, early-stopping count) and the dropout
+ * generator. Loading one into a trainer built the same way (same
+ * hyper-parameters, optimizer kind, loss, B) and calling fit() with the
+ * same datasets continues exactly the run that was saved: the result is
+ * bit-identical to the uninterrupted run. load changes nothing on failure
+ * (ELM_E_CONFIG when the checkpoint's model or optimizer differs from the
+ * trainer's). Since 0.3. */
+ELM_API int elm_trainer_save_buffer(const elm_trainer *trainer, void *dst,
+                                    size_t capacity, size_t *size);
+ELM_API int elm_trainer_save(const elm_trainer *trainer, const char *path);
+ELM_API int elm_trainer_load_buffer(elm_trainer *trainer, const void *src,
+                                    size_t size);
+ELM_API int elm_trainer_load(elm_trainer *trainer, const char *path);
+
+/* Let fit() save a checkpoint to `path` after every epoch and, when
+ * every_steps > 0, after every `every_steps` optimizer steps (and when a
+ * progress callback stops it). NULL turns this off. A failed save fails
+ * fit() with the save's error. The path is copied. Since 0.3. */
+ELM_API int elm_trainer_set_checkpoint(elm_trainer *trainer, const char *path,
+                                       uint64_t every_steps);
+
+/* ---------------------------------------------------------------------------
+ * 12. YAML: MODEL CONFIGS AND TRAINING CONFIGS
+ *
+ * Model configs are YAML mappings of the hyper-parameter names of
+ * section 3 (elm_param_name; the reference's aliases are accepted), with
+ * enums by name:
+ *
+ *   formulation: v1                  # v1 | v2
+ *   num_input: 1278
+ *   mlp_activation: silu             # relu | silu
+ *   input_to_synapse_routing: neuronio   # none | random | neuronio
+ *   learn_memory_tau: false          # booleans: true | false
+ *
+ * JSON is YAML, so the official model_config.json files read as they are.
+ * Unknown keys, duplicate keys, values of the wrong type or out of bounds,
+ * and syntax errors fail (ELM_E_UNKNOWN_NAME, ELM_E_INVALID, ELM_E_FORMAT)
+ * with a message giving line and column ("config.yaml:4:3: unknown key
+ * 'num_memroy' in 'model'"). Writing emits every key in a fixed order, so
+ * YAML -> config -> YAML is stable.
+ */
+
+/* Parse YAML text of `len` bytes (a mapping of model keys). Since 0.3. */
+ELM_API int elm_config_from_yaml(const char *text, size_t len,
+                                 elm_config **out);
+ELM_API int elm_config_load_yaml(const char *path, elm_config **out);
+/* Write the config as YAML text (NUL-terminated; *size counts the NUL). */
+ELM_API int elm_config_to_yaml(const elm_config *cfg, char *dst,
+                               size_t capacity, size_t *size);
+ELM_API int elm_config_save_yaml(const elm_config *cfg, const char *path);
+
+/* A training config: everything a training run needs, in five sections.
+ * Keys are "section.name" strings; docs/training.md lists them all with
+ * their defaults and bounds, and elm_train_config_key() enumerates them.
+ *
+ *   model:      the hyper-parameters (as above)
+ *   data:       source, train, test, val_fraction, batch_size, dt,
+ *               max_time, window, shuffle, seed, drop_last, prefetch,
+ *               batches_per_epoch, sequence, permute
+ *   optimizer:  kind (sgd | adam | adamw | adamax) and the settings of
+ *               section 8 by their lower-case names (lr, momentum,
+ *               dampening, nesterov, beta1, beta2, eps, weight_decay,
+ *               clip_norm, schedule: constant | cosine, total_steps,
+ *               warmup_steps, min_lr); unset ones take the kind's default
+ *   loss:       kind (ce_last | ce_all | neuronio | mse), burn_in,
+ *               weights (a list of numbers; empty = the kind's default)
+ *   training:   epochs, patience, max_batches, dropout, eval_dropout,
+ *               seed, nonfinite (stop | skip), select (val_loss |
+ *               val_accuracy | val_auc), checkpoint (a path),
+ *               checkpoint_every (steps), tape_checkpointing (bool)
+ *
+ * A training config owns its model config. One thread at a time.
+ */
+typedef struct elm_train_config elm_train_config;
+
+typedef enum elm_value_type {
+    ELM_VALUE_NUMBER = 1, /* double */
+    ELM_VALUE_INTEGER = 2,/* double holding an exact integer */
+    ELM_VALUE_BOOL = 3,   /* 0 | 1 */
+    ELM_VALUE_ENUM = 4,   /* a name from a fixed set (get/set_string), or
+                             its C enum value through get/set */
+    ELM_VALUE_STRING = 5, /* free text, e.g. a path */
+    ELM_VALUE_LIST = 6    /* a list of numbers */
+} elm_value_type;
+
+/* Defaults everywhere; model.num_input and model.num_output unset.
+ * Since 0.3. */
+ELM_API int elm_train_config_create(elm_train_config **out);
+ELM_API void elm_train_config_free(elm_train_config *tc);
+ELM_API int elm_train_config_from_yaml(const char *text, size_t len,
+                                       elm_train_config **out);
+ELM_API int elm_train_config_load_yaml(const char *path,
+                                       elm_train_config **out);
+ELM_API int elm_train_config_to_yaml(const elm_train_config *tc, char *dst,
+                                     size_t capacity, size_t *size);
+ELM_API int elm_train_config_save_yaml(const elm_train_config *tc,
+                                       const char *path);
+
+/* The i-th key (i from 0; ELM_E_INVALID past the last) and its type. */
+ELM_API int elm_train_config_key(size_t i, const char **key,
+                                 elm_value_type *type);
+/* Typed access by key. ELM_E_UNKNOWN_NAME for an unknown key, ELM_E_INVALID
+ * (unchanged) for a value of the wrong type or out of bounds. Strings are
+ * copied on set; get returns a borrowed string ("" when unset) valid until
+ * the key is set again. get_list copies up to `capacity` values and
+ * reports the count in *n. */
+ELM_API int elm_train_config_set(elm_train_config *tc, const char *key,
+                                 double value);
+ELM_API int elm_train_config_get(const elm_train_config *tc, const char *key,
+                                 double *value);
+ELM_API int elm_train_config_set_string(elm_train_config *tc,
+                                        const char *key, const char *value);
+ELM_API int elm_train_config_get_string(const elm_train_config *tc,
+                                        const char *key, const char **value);
+ELM_API int elm_train_config_set_list(elm_train_config *tc, const char *key,
+                                      const double *values, size_t n);
+ELM_API int elm_train_config_get_list(const elm_train_config *tc,
+                                      const char *key, double *values,
+                                      size_t capacity, size_t *n);
+/* The model section, borrowed and mutable (lives as long as tc). */
+ELM_API elm_config *elm_train_config_model(elm_train_config *tc);
+
+/* Build the optimizer, loss and trainer a config describes, for `model`
+ * (which must match the model section) and sequences of at most T_max
+ * steps; the trainer gets data.batch_size, every training.* option and
+ * the checkpoint path. All three or none are created. Free the trainer
+ * first, then the optimizer and the loss. Since 0.3. */
+ELM_API int elm_train_config_build(const elm_train_config *tc,
+                                   elm_model *model, size_t T_max,
+                                   elm_optimizer **opt, elm_loss **loss,
+                                   elm_trainer **trainer);
 
 #ifdef __cplusplus
 }

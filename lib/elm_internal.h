@@ -92,7 +92,25 @@ struct elm_model {
     elm_layer readout;  /* (n_m -> n_out) */
     float *prep;        /* storage of the derived arrays */
     uint64_t layout_gen;/* bumped when `collapsed` changes */
+
+    struct elm_meta *meta; /* (n_meta) metadata, insertion order */
+    size_t n_meta;
 };
+
+/* meta.c */
+struct elm_meta {
+    char *key, *value;
+};
+void elm__meta_clear(elm_model *m);
+/* Replace the model's metadata by n entries (copied); all or nothing. */
+int elm__meta_assign(elm_model *m, const struct elm_meta *src, size_t n, const char *fn);
+int elm__meta_check(const char *key, size_t key_len, size_t value_len, const char *fn);
+#define ELM_META_MAX_KEY 255
+#define ELM_META_MAX_VALUE (1u << 20)
+#define ELM_META_MAX_ENTRIES 1024
+
+/* model.c: check src as the values of tensor t (finite, tau > 0). */
+int elm__tensor_check(const elm_model *m, const elm_tensor *t, const float *src, const char *fn);
 
 int elm__model_prepare(elm_model *m);
 
@@ -164,6 +182,20 @@ size_t elm__loss_outputs(const elm_loss *loss);
 int elm__check_lengths(const char *fn, const int64_t *lengths, size_t B, size_t T);
 /* optim.c: the model an optimizer updates. */
 elm_model *elm__optimizer_model(const elm_optimizer *opt);
+elm_optimizer_kind elm__optimizer_kind(const elm_optimizer *opt);
+/* The kind recorded in saved optimizer state bytes, or -1. */
+int elm__optimizer_state_kind(const void *src, size_t size);
+
+/* crc32.c: CRC-32 (zlib's) of n bytes, continuing from crc (0 to start). */
+uint32_t elm__crc32(uint32_t crc, const void *data, size_t n);
+
+/* modelfile.c: whole-file I/O. write_file_atomic writes a temporary file in
+ * the destination's directory, fsyncs it and renames it over path (then
+ * syncs the directory); on any failure the temporary is removed and path is
+ * untouched. read_file reads a whole regular file into a malloc'ed buffer
+ * (refusing files above `limit` bytes with ELM_E_LIMIT). */
+int elm__write_file_atomic(const char *path, const void *data, size_t n, const char *fn);
+int elm__read_file(const char *path, size_t limit, void **data, size_t *n, const char *fn);
 
 /* Overflow-checked size arithmetic. */
 static inline bool elm__mul_ok(size_t a, size_t b, size_t *out) {

@@ -31,6 +31,10 @@ ELM_API const char *elm_strerror(int status) {
     case ELM_E_UNSUPPORTED: return "unsupported operation";
     case ELM_E_IO: return "I/O error";
     case ELM_E_FORMAT: return "malformed data";
+    case ELM_E_TRUNCATED: return "truncated data";
+    case ELM_E_CHECKSUM: return "checksum mismatch";
+    case ELM_E_VERSION: return "needs a newer libelm";
+    case ELM_E_LIMIT: return "declared size exceeds the data or a limit";
     case ELM_E_INTERNAL: return "internal error";
     default: return "unknown status code";
     }

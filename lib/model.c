@@ -182,6 +182,7 @@ ELM_API void elm_model_free(elm_model *m) {
     free(m->drive_tgt);
     free(m->drive_w);
     free(m->prep);
+    elm__meta_clear(m);
     free(m);
 }
 
@@ -253,6 +254,19 @@ ELM_API int elm_model_get_param(const elm_model *m, const char *name, float *dst
     return ELM_OK;
 }
 
+int elm__tensor_check(const elm_model *m, const elm_tensor *t, const float *src, const char *fn) {
+    bool is_tau = t->offset == m->tensors[1].offset;
+    for (size_t i = 0; i < t->numel; i++) {
+        float v = src[i];
+        if (isnan(v) || (isinf(v) && !t->allow_inf))
+            return elm__fail(ELM_E_NONFINITE, "%s: '%s'[%zu] is %g", fn, t->name, i, (double)v);
+        if (is_tau && !(v > 0))
+            return elm__fail(ELM_E_INVALID, "%s: '%s'[%zu] = %g; time constants must be > 0", fn,
+                             t->name, i, (double)v);
+    }
+    return ELM_OK;
+}
+
 static void format_shape(char *buf, size_t n, int ndim, const int64_t *shape) {
     size_t used = (size_t)snprintf(buf, n, "(");
     for (int d = 0; d < ndim && used < n; d++)
@@ -275,17 +289,7 @@ ELM_API int elm_model_set_param(elm_model *m, const char *name, const float *src
         return elm__fail(ELM_E_SHAPE, "elm_model_set_param: '%s' expects shape %s, got %s%s",
                          name, want, got, ndim > ELM_MAX_DIMS || ndim < 0 ? " (bad ndim)" : "");
     }
-    bool is_tau = t->offset == m->tensors[1].offset;
-    for (size_t i = 0; i < t->numel; i++) {
-        float v = src[i];
-        if (isnan(v) || (isinf(v) && !t->allow_inf))
-            return elm__fail(ELM_E_NONFINITE, "elm_model_set_param: '%s'[%zu] is %g", name, i,
-                             (double)v);
-        if (is_tau && !(v > 0))
-            return elm__fail(ELM_E_INVALID,
-                             "elm_model_set_param: '%s'[%zu] = %g; time constants must be > 0",
-                             name, i, (double)v);
-    }
+    if ((rc = elm__tensor_check(m, t, src, "elm_model_set_param"))) return rc;
     /* Prepare from a copy first so that a failure leaves the model intact. */
     float *dst = m->params + t->offset;
     float *old = malloc(t->numel * sizeof(float));

@@ -652,3 +652,11 @@ ELM_API int elm_optimizer_load_state(elm_optimizer *o, const void *src, size_t s
 }
 
 elm_model *elm__optimizer_model(const elm_optimizer *opt) { return opt ? opt->model : NULL; }
+
+int elm__optimizer_state_kind(const void *src, size_t size) {
+    const unsigned char *r = src;
+    if (size < HEADER_BYTES || memcmp(r, MAGIC, sizeof MAGIC) != 0) return -1;
+    return (int)get_u32(r + 12);
+}
+
+elm_optimizer_kind elm__optimizer_kind(const elm_optimizer *opt) { return opt->kind; }

@@ -1,41 +1,12 @@
 /* The training and evaluation loop: dropout, tape forward, loss, backward,
  * optimizer step; epochs over a dataset with validation, best-epoch
  * selection, early stopping and a progress callback. */
-#include "elm_internal.h"
+#include "trainer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define N_OPTIONS (ELM_TRAIN_SELECT + 1)
-#define N_METRICS (ELM_METRIC_LR + 1)
-
-struct elm_trainer {
-    elm_model *model;
-    elm_optimizer *opt;
-    const elm_loss *loss;
-    elm_tape *tape;
-    elm_state *eval; /* evaluation forwards need no tape */
-    size_t B, T_max, n_in, n_out, n_params;
-    double opt_v[N_OPTIONS];
-    double metric[N_METRICS];
-    elm_rng rng; /* dropout */
-    bool rng_seeded;
-    float *xd;   /* (B, T_max, n_in) input after dropout */
-    float *y;    /* (B, T_max, n_out) */
-    float *dy;   /* (B, T_max, n_out) */
-    float *grad; /* (n_params) */
-    float *best; /* (n_params) parameters of the best epoch */
-    /* batch buffers for datasets, sized for the largest seen */
-    float *bx, *bt;
-    int32_t *bl;
-    int64_t *blen;
-    size_t cap_x, cap_t, cap_l;
-    /* evaluation scores for the AUC */
-    float *sc, *tr;
-    size_t n_sc, cap_sc;
-};
 
 static const struct {
     double lo, hi, def;
@@ -90,6 +61,7 @@ ELM_API int elm_trainer_create(elm_model *model, elm_optimizer *opt, const elm_l
     }
     for (int k = 1; k < N_OPTIONS; k++) tr->opt_v[k] = option_info[k].def;
     memcpy(tr->best, model->params, tr->n_params * sizeof(float));
+    tr->fit.best_score = -INFINITY;
     *out = tr;
     return ELM_OK;
 }
@@ -101,21 +73,28 @@ ELM_API void elm_trainer_free(elm_trainer *tr) {
     free(tr->xd); free(tr->y); free(tr->dy); free(tr->grad); free(tr->best);
     free(tr->bx); free(tr->bt); free(tr->bl); free(tr->blen);
     free(tr->sc); free(tr->tr);
+    free(tr->ckpt_path);
     free(tr);
+}
+
+int elm__trainer_check_option(int key, double value, const char *fn) {
+    if (key < 1 || key >= N_OPTIONS)
+        return elm__fail(ELM_E_UNKNOWN_NAME, "%s: unknown option %d", fn, key);
+    if (!(value >= option_info[key].lo && value <= option_info[key].hi) ||
+        (option_info[key].integral && value != floor(value)))
+        return elm__fail(ELM_E_INVALID, "%s: option %d = %g outside [%g, %g]%s", fn, key, value,
+                         option_info[key].lo, option_info[key].hi,
+                         option_info[key].integral ? " or not an integer" : "");
+    if (key == ELM_TRAIN_SELECT && value == ELM_METRIC_VAL_RMSE)
+        return elm__fail(ELM_E_INVALID, "%s: select the best epoch by ELM_METRIC_VAL_LOSS, "
+                                        "_ACCURACY or _AUC", fn);
+    return ELM_OK;
 }
 
 ELM_API int elm_trainer_set(elm_trainer *tr, elm_train_option key, double value) {
     if (!tr) return elm__fail(ELM_E_NULL, "elm_trainer_set: trainer is NULL");
-    if ((int)key < 1 || (int)key >= N_OPTIONS)
-        return elm__fail(ELM_E_UNKNOWN_NAME, "elm_trainer_set: unknown option %d", (int)key);
-    if (!(value >= option_info[key].lo && value <= option_info[key].hi) ||
-        (option_info[key].integral && value != floor(value)))
-        return elm__fail(ELM_E_INVALID, "elm_trainer_set: option %d = %g outside [%g, %g]%s",
-                         (int)key, value, option_info[key].lo, option_info[key].hi,
-                         option_info[key].integral ? " or not an integer" : "");
-    if (key == ELM_TRAIN_SELECT && value == ELM_METRIC_VAL_RMSE)
-        return elm__fail(ELM_E_INVALID, "elm_trainer_set: select the best epoch by "
-                                        "ELM_METRIC_VAL_LOSS, _ACCURACY or _AUC");
+    int rc = elm__trainer_check_option((int)key, value, "elm_trainer_set");
+    if (rc) return rc;
     tr->opt_v[key] = value;
     if (key == ELM_TRAIN_SEED) tr->rng_seeded = false;
     return ELM_OK;
@@ -328,6 +307,48 @@ static double selection(const elm_trainer *tr) {
     return key == ELM_METRIC_VAL_LOSS ? -v : v; /* higher is better */
 }
 
+/* Close an epoch: its training loss, validation, best epoch, patience. */
+static int end_epoch(elm_trainer *tr, elm_dataset *val) {
+    elm_fit *f = &tr->fit;
+    uint64_t epoch = (uint64_t)tr->metric[ELM_METRIC_EPOCH] + 1;
+    tr->metric[ELM_METRIC_TRAIN_LOSS] = f->loss_steps ? f->loss_sum / (double)f->loss_steps : NAN;
+    tr->metric[ELM_METRIC_EPOCH] = (double)epoch;
+    f->batch = 0;
+    f->loss_sum = 0;
+    f->loss_steps = 0;
+    int rc;
+    if (val && (rc = elm_trainer_evaluate(tr, val))) return rc;
+    double s = val ? selection(tr) : (double)epoch;
+    if (s > f->best_score || (val && f->best_score == -INFINITY)) {
+        f->best_score = s;
+        f->since_best = 0;
+        tr->metric[ELM_METRIC_BEST_EPOCH] = (double)epoch;
+        tr->metric[ELM_METRIC_BEST] = val ? tr->metric[(int)tr->opt_v[ELM_TRAIN_SELECT]] : NAN;
+        memcpy(tr->best, tr->model->params, tr->n_params * sizeof(float));
+    } else {
+        f->since_best++;
+    }
+    double patience = tr->opt_v[ELM_TRAIN_PATIENCE];
+    if (patience > 0 && (double)f->since_best >= patience) f->finished = true;
+    return ELM_OK;
+}
+
+/* Batches of the current epoch already trained (a resumed run) are read
+ * and dropped, so that the order stays that of the uninterrupted run. */
+static int skip_batches(elm_trainer *tr, elm_dataset *ds, size_t nt, size_t nl) {
+    for (uint64_t i = 0; i < tr->fit.batch; i++) {
+        size_t count;
+        int rc = elm_dataset_next(ds, tr->B, tr->bx, nt ? tr->bt : NULL, nl ? tr->bl : NULL,
+                                  tr->blen, &count);
+        if (rc) return rc;
+        if (count == 0)
+            return elm__fail(ELM_E_INVALID, "elm_trainer_fit: the run stopped after batch %llu "
+                                            "of this epoch, but the dataset has only %llu",
+                             (unsigned long long)tr->fit.batch, (unsigned long long)i);
+    }
+    return ELM_OK;
+}
+
 ELM_API int elm_trainer_fit(elm_trainer *tr, elm_dataset *train, elm_dataset *val,
                             elm_progress_fn cb, void *user) {
     if (!tr || !train) return elm__fail(ELM_E_NULL, "elm_trainer_fit: NULL argument");
@@ -338,17 +359,13 @@ ELM_API int elm_trainer_fit(elm_trainer *tr, elm_dataset *train, elm_dataset *va
         size_t vT, vnt, vnl;
         if ((rc = batch_buffers(tr, val, &vT, &vnt, &vnl))) return rc;
     }
-    double best = -INFINITY;
-    uint64_t since_best = 0, epochs = (uint64_t)tr->opt_v[ELM_TRAIN_EPOCHS];
+    elm_fit *f = &tr->fit;
     uint64_t max_batches = (uint64_t)tr->opt_v[ELM_TRAIN_MAX_BATCHES];
-    tr->metric[ELM_METRIC_BEST_EPOCH] = 0;
-    bool stop = false;
-    for (uint64_t e = 0; e < epochs && !stop; e++) {
+    while (!f->finished && tr->metric[ELM_METRIC_EPOCH] < tr->opt_v[ELM_TRAIN_EPOCHS]) {
         uint64_t epoch = (uint64_t)tr->metric[ELM_METRIC_EPOCH];
         if ((rc = elm_dataset_start_epoch(train, epoch))) return rc;
-        double sum = 0;
-        uint64_t steps = 0;
-        for (uint64_t nb = 0; !max_batches || nb < max_batches; nb++) {
+        if ((rc = skip_batches(tr, train, nt, nl))) return rc;
+        while (!max_batches || f->batch < max_batches) {
             size_t count;
             rc = elm_dataset_next(train, tr->B, tr->bx, nt ? tr->bt : NULL, nl ? tr->bl : NULL,
                                   tr->blen, &count);
@@ -358,35 +375,38 @@ ELM_API int elm_trainer_fit(elm_trainer *tr, elm_dataset *train, elm_dataset *va
             rc = elm_trainer_step(tr, tr->bx, T, nt ? tr->bt : NULL, nl ? tr->bl : NULL,
                                   tr->blen, &L);
             if (rc) return rc;
+            f->batch++;
             if (isfinite(L)) {
-                sum += L;
-                steps++;
+                f->loss_sum += L;
+                f->loss_steps++;
             }
-            if (cb && cb(user, tr, ELM_EVENT_STEP)) {
-                stop = true;
-                break;
-            }
+            bool stop = cb && cb(user, tr, ELM_EVENT_STEP);
+            uint64_t step = elm_optimizer_steps(tr->opt);
+            if (stop || (tr->ckpt_every && step % tr->ckpt_every == 0))
+                if ((rc = elm__trainer_autosave(tr))) return rc;
+            if (stop) return ELM_OK; /* interrupted: fit() again resumes here */
         }
-        tr->metric[ELM_METRIC_TRAIN_LOSS] = steps ? sum / (double)steps : NAN;
-        tr->metric[ELM_METRIC_EPOCH] = (double)(epoch + 1);
-        if (val && (rc = elm_trainer_evaluate(tr, val))) return rc;
-        double s = val ? selection(tr) : (double)e;
-        if (s > best || (val && best == -INFINITY)) {
-            best = s;
-            since_best = 0;
-            tr->metric[ELM_METRIC_BEST_EPOCH] = (double)(epoch + 1);
-            tr->metric[ELM_METRIC_BEST] = val ? tr->metric[(int)tr->opt_v[ELM_TRAIN_SELECT]] : NAN;
-            memcpy(tr->best, tr->model->params, tr->n_params * sizeof(float));
-        } else {
-            since_best++;
-        }
-        if (cb && !stop && cb(user, tr, ELM_EVENT_EPOCH)) stop = true;
-        double patience = tr->opt_v[ELM_TRAIN_PATIENCE];
-        if (patience > 0 && (double)since_best >= patience) stop = true;
+        if ((rc = end_epoch(tr, val))) return rc;
+        if ((rc = elm__trainer_autosave(tr))) return rc;
+        if (cb && cb(user, tr, ELM_EVENT_EPOCH)) return ELM_OK;
     }
     if (tr->metric[ELM_METRIC_BEST_EPOCH] > 0) {
         memcpy(tr->model->params, tr->best, tr->n_params * sizeof(float));
         if ((rc = elm__model_prepare(tr->model))) return rc;
     }
+    return ELM_OK;
+}
+
+ELM_API int elm_trainer_set_checkpoint(elm_trainer *tr, const char *path, uint64_t every) {
+    if (!tr) return elm__fail(ELM_E_NULL, "elm_trainer_set_checkpoint: trainer is NULL");
+    char *copy = NULL;
+    if (path) {
+        if (!*path) return elm__fail(ELM_E_INVALID, "elm_trainer_set_checkpoint: empty path");
+        if (!(copy = strdup(path)))
+            return elm__fail(ELM_E_NOMEM, "elm_trainer_set_checkpoint: out of memory");
+    }
+    free(tr->ckpt_path);
+    tr->ckpt_path = copy;
+    tr->ckpt_every = path ? every : 0;
     return ELM_OK;
 }

@@ -18,7 +18,8 @@ log = open(d + "/testlog.txt", errors="replace").read()
 passed = len(re.findall(r"^\[       OK \]", log, re.M))
 failed = len(re.findall(r"^\[  FAILED  \] test_", log, re.M))
 skipped = len(re.findall(r"^\[  SKIPPED \] test_", log, re.M))
-cmocka = {"config", "model", "kernels", "forward", "tape", "loss", "metrics", "optim", "dataset", "trainer"}
+cmocka = {"config", "model", "kernels", "forward", "tape", "loss", "metrics", "optim", "dataset", "trainer",
+          "modelfile", "checkpoint", "yaml", "train_config"}
 for line in open(d + "/testlog.json"):
     t = json.loads(line)
     if t["name"] in cmocka:
