@@ -729,7 +729,7 @@ typedef enum elm_train_event {
 } elm_train_event;
 
 /* Progress callback: query the trainer with elm_trainer_metric. Return 0 to
- * go on, non-zero to stop fit() early (fit then returns ELM_OK). */
+ * go on, non-zero to interrupt fit() (fit then returns ELM_OK; see fit). */
 typedef int (*elm_progress_fn)(void *user, const elm_trainer *trainer,
                                int event);
 
@@ -756,8 +756,16 @@ ELM_API int elm_trainer_step(elm_trainer *trainer, const float *x, size_t T,
  * pools every counted step. Since 0.2. */
 ELM_API int elm_trainer_evaluate(elm_trainer *trainer, elm_dataset *ds);
 
-/* Train for ELM_TRAIN_EPOCHS epochs over `train`, validating on `val` (may
- * be NULL: then the best epoch is the last). cb may be NULL. Since 0.2. */
+/* Train over `train` until ELM_TRAIN_EPOCHS epochs are complete in total
+ * (ELM_METRIC_EPOCH counts them) or early stopping ends the run,
+ * validating on `val` after each epoch (val may be NULL: then the best
+ * epoch is the last). At the end the best epoch's parameters are restored
+ * into the model. When the callback returns non-zero the run is only
+ * interrupted: the model keeps its current parameters, a checkpoint is
+ * saved if one is set (elm_trainer_set_checkpoint), and the next fit()
+ * (or one on a trainer loaded from the checkpoint) continues exactly where
+ * it stopped, even within an epoch. cb may be NULL. Since 0.2; resumable
+ * and counting epochs in total since 0.3. */
 ELM_API int elm_trainer_fit(elm_trainer *trainer, elm_dataset *train,
                             elm_dataset *val, elm_progress_fn cb, void *user);
 

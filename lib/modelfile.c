@@ -432,6 +432,13 @@ static void copy_f32(float *dst, const unsigned char *src, size_t n) {
 #endif
 }
 
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t used = (size_t)snprintf(buf, n, "(");
+    for (int d = 0; d < ndim && used < n; d++)
+        used += (size_t)snprintf(buf + used, n - used, d ? ", %lld" : "%lld", (long long)shape[d]);
+    if (used < n) snprintf(buf + used, n - used, ")");
+}
+
 static int match_tensors(const elm_section *s, const elm_model *m, const char *fn, tens_rec *rec,
                          size_t n_rec, float *dst) {
     for (size_t i = 0; i < m->n_tensors; i++) {
@@ -449,12 +456,15 @@ static int match_tensors(const elm_section *s, const elm_model *m, const char *f
                              t->name);
         bool same = hit->ndim == t->ndim;
         for (int d = 0; same && d < t->ndim; d++) same = hit->shape[d] == (uint64_t)t->shape[d];
-        if (!same)
-            return elm__fail(ELM_E_SHAPE, "%s: tensor '%s' has shape (%llu, %llu, ...)[%d dims]; "
-                                          "the hyper-parameters give (%lld%s%lld)", fn, t->name,
-                             (unsigned long long)hit->shape[0], (unsigned long long)hit->shape[1],
-                             hit->ndim, (long long)t->shape[0], t->ndim > 1 ? ", " : "",
-                             t->ndim > 1 ? (long long)t->shape[1] : 0LL);
+        if (!same) {
+            char got[96], want[96];
+            int64_t hs[ELM_MAX_DIMS];
+            for (int d = 0; d < ELM_MAX_DIMS; d++) hs[d] = (int64_t)hit->shape[d];
+            shape_str(got, sizeof got, hit->ndim, hs);
+            shape_str(want, sizeof want, t->ndim, t->shape);
+            return elm__fail(ELM_E_SHAPE, "%s: tensor '%s' has shape %s; the hyper-parameters "
+                                          "give %s", fn, t->name, got, want);
+        }
         hit->used = true;
         copy_f32(dst + t->offset, hit->data, t->numel);
         int rc = elm__tensor_check(m, t, dst + t->offset, fn);
@@ -703,11 +713,11 @@ int elm__write_file_atomic(const char *path, const void *data, size_t n, const c
         return elm__fail(ELM_E_IO, "%s: cannot create a file next to '%s': %s", fn, path,
                          strerror(e));
     }
-    /* mkstemp makes the file private; give it the mode a new file gets */
-    mode_t mask = 022;
+    /* mkstemp makes the file private: a replaced file keeps its mode, a new
+     * one gets 0644 (reading the umask would mean changing it, which is
+     * not thread-safe) */
     struct stat st;
-    if (stat(path, &st) == 0) fchmod(fd, st.st_mode & 0777);
-    else fchmod(fd, 0666 & ~mask);
+    fchmod(fd, stat(path, &st) == 0 ? st.st_mode & 0777 : 0644);
     const char *what = "write";
     int e = write_all(fd, data, n);
     if (!e && fsync(fd) != 0) e = errno, what = "fsync";
