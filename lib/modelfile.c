@@ -534,7 +534,12 @@ static int read_meta(const elm_section *s, const char *fn, elm_model *m) {
             break;
         }
         const char *k = (const char *)r.p + r.pos, *v = k + kl;
-        if ((rc = elm__meta_check(k, kl, vl, fn))) break;
+        if (kl == 0 || kl > ELM_META_MAX_KEY || memchr(k, '\0', kl)) {
+            rc = elm__fail(ELM_E_FORMAT, "%s: META entry %u has a key of %u bytes%s", fn, i, kl,
+                           kl && kl <= ELM_META_MAX_KEY ? " holding a NUL" : "");
+            break;
+        }
+        if ((rc = elm__meta_check(k, kl, vl, fn))) break; /* too long: ELM_E_LIMIT */
         if (memchr(v, '\0', vl)) {
             rc = elm__fail(ELM_E_FORMAT, "%s: META value of '%.*s' holds a NUL byte", fn, (int)kl,
                            k);
