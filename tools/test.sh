@@ -26,6 +26,16 @@ for line in open(d + "/testlog.json"):
         if t["result"] not in ("OK", "SKIP") and not re.search(r"FAILED", t.get("stdout", "")):
             failed += 1  # crashed or timed out before cmocka could report
         continue
+    if t["name"] == "python":  # pytest: count its cases
+        out = t.get("stdout", "")
+        counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", out)}
+        if counts:
+            passed += counts.get("passed", 0)
+            failed += counts.get("failed", 0) + counts.get("error", 0)
+            skipped += counts.get("skipped", 0)
+            if t["result"] not in ("OK", "SKIP") and not counts.get("failed") and not counts.get("error"):
+                failed += 1
+            continue
     if t["result"] == "OK": passed += 1
     elif t["result"] == "SKIP": skipped += 1
     else: failed += 1
