@@ -311,7 +311,7 @@ static int read_conf(const elm_section *s, const char *fn, elm_config *cfg) {
     elm_reader r = {s->p, s->n, 0};
     uint32_t count = elm__r_u32(&r);
     elm__r_u32(&r);
-    if (!elm__r_left(&r, 0) || s->n < 8 || (s->n - 8) / 40 != count || (s->n - 8) % 40)
+    if (s->n < 8 || (s->n - 8) / 40 != count || (s->n - 8) % 40)
         return elm__fail(ELM_E_FORMAT, "%s: CONF holds %zu bytes, not 8 + 40 x %u entries", fn,
                          s->n, count);
     bool seen[ELM_PARAM_LAST + 1] = {false};
@@ -573,12 +573,10 @@ int elm__file_model(const elm_file *f, const char *fn, elm_model **out) {
     if (!conf || !tens)
         return elm__fail(ELM_E_FORMAT, "%s: the file has no %s section", fn,
                          conf ? "TENS" : "CONF");
-    elm_config cfg;
-    for (int k = 0; k <= ELM_PARAM_LAST; k++) cfg.v[k] = 0;
-    elm_config *defaults;
+    elm_config *defaults; /* keys absent from CONF keep their defaults */
     int rc = elm_config_create(&defaults);
     if (rc) return rc;
-    cfg = *defaults;
+    elm_config cfg = *defaults;
     elm_config_free(defaults);
     if ((rc = read_conf(conf, fn, &cfg))) return rc;
     bool routed = cfg.v[ELM_ROUTING] != ELM_ROUTING_NONE;
