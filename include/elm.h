@@ -692,7 +692,7 @@ typedef enum elm_train_option {
     ELM_TRAIN_EVAL_DROPOUT = 2, /* 0 | 1: dropout at evaluation too, 0 */
     ELM_TRAIN_SEED = 3,         /* dropout, default 0 (the order of the
                                    batches is the dataset's own seed) */
-    ELM_TRAIN_EPOCHS = 4,       /* >= 1, default 1 */
+    ELM_TRAIN_EPOCHS = 4,       /* >= 1, epochs of the whole run, default 1 */
     ELM_TRAIN_PATIENCE = 5,     /* early stopping, 0 = off (default) */
     ELM_TRAIN_MAX_BATCHES = 6,  /* batches per epoch, 0 = all (default) */
     ELM_TRAIN_NONFINITE = 7,    /* ELM_NONFINITE_STOP (default) | _SKIP */
