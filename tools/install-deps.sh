@@ -3,8 +3,9 @@
 # those that are missing. Safe to run repeatedly.
 set -eu
 need=""
-for p in build-essential meson ninja-build pkg-config libblis-pthread-dev libyaml-dev \
-         libcmocka-dev python3 python3-numpy python3-pytest locales; do
+for p in build-essential meson ninja-build pkg-config libblis-pthread-dev libyaml-dev zlib1g-dev \
+         libcmocka-dev python3 python3-numpy python3-pytest locales \
+         dataset-fashion-mnist; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
 done
 if [ -n "$need" ]; then
