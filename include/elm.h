@@ -11,7 +11,7 @@
  *   6. elm_tape:   training forward with a tape, and BPTT gradients
  *   7. elm_loss:   losses with their gradients; metrics
  *   8. elm_optimizer: SGD, Adam, AdamW, Adamax; schedules; clipping
- *   9. elm_dataset: batches from in-memory arrays
+ *   9. elm_dataset: batches from arrays, files and your own sources
  *  10. elm_trainer: the training and evaluation loop
  *  11. Files: .elm model files, metadata, training checkpoints
  *  12. YAML: model configs and training configs (elm_train_config)
@@ -75,7 +75,7 @@ extern "C" {
  */
 
 #define ELM_VERSION_MAJOR 0
-#define ELM_VERSION_MINOR 3
+#define ELM_VERSION_MINOR 4
 #define ELM_VERSION_PATCH 0
 #define ELM_VERSION_NUMBER \
     (ELM_VERSION_MAJOR * 10000 + ELM_VERSION_MINOR * 100 + ELM_VERSION_PATCH)
@@ -607,23 +607,37 @@ ELM_API int elm_optimizer_load_state(elm_optimizer *opt, const void *src,
                                      size_t size);
 
 /* ---------------------------------------------------------------------------
- * 9. elm_dataset: BATCHES FROM IN-MEMORY ARRAYS
+ * 9. elm_dataset: BATCHES FROM ARRAYS, FILES AND YOUR OWN SOURCES
  *
  * A dataset yields batches of (x (B, T, n_in), target (B, T, n_target)
- * and/or labels (B, n_label), lengths (B)). This version reads caller
- * arrays without copying them; the arrays must outlive the dataset.
+ * and/or labels (B, n_label), lengths (B)). Every dataset reads one
+ * source: caller arrays (borrowed, never copied), event lists, one of the
+ * file formats below, or a source written by the caller (elm_source).
  * Order: each epoch visits every sample once, in order or in a
  * permutation drawn from (seed, epoch); identical on every platform.
+ * Sources that draw at random (SHD-Adding pairs, NeuronIO windows, the
+ * ListOps generator) draw from (seed, epoch, sample) as well, so a batch is
+ * a function of the settings and its position only, with or without
+ * prefetch, and a validation pass (always epoch 0) sees the same data
+ * every time.
  * The last partial batch is dropped (ELM_DATASET_DROP_LAST = 1) or padded
  * with zero samples of length 0, which losses and metrics skip.
- * One thread at a time per dataset.
+ * One thread at a time per dataset. With ELM_DATASET_PREFETCH = 1 a worker
+ * thread owned by the dataset builds the next batch while the caller
+ * trains on the current one; results are identical to PREFETCH = 0.
+ *
+ * File sources refuse malformed input with an error naming the file and
+ * the problem (ELM_E_IO, ELM_E_FORMAT, ELM_E_TRUNCATED, ELM_E_LIMIT,
+ * ELM_E_INVALID for values out of their domain); a file is checked
+ * completely when it is opened, so a batch never fails half way.
  */
 typedef struct elm_dataset elm_dataset;
 
 typedef enum elm_dataset_option {
     ELM_DATASET_SHUFFLE = 1,   /* 0 | 1, default 1 */
     ELM_DATASET_SEED = 2,      /* integer in [0, 2^53], default 0 */
-    ELM_DATASET_DROP_LAST = 3  /* 0 | 1, default 0 (pad) */
+    ELM_DATASET_DROP_LAST = 3, /* 0 | 1, default 0 (pad) */
+    ELM_DATASET_PREFETCH = 4   /* 0 | 1, default 0. Since 0.4. */
 } elm_dataset_option;
 
 /* N samples of T steps: x (N, T, n_in); target (N, T, n_target) or NULL
@@ -637,12 +651,15 @@ ELM_API int elm_dataset_from_arrays(size_t N, size_t T, size_t n_in,
                                     size_t n_target, const int32_t *labels,
                                     size_t n_label, const int64_t *lengths,
                                     elm_dataset **out);
+/* Frees the dataset (stopping its prefetch worker) and, for caller
+ * sources, calls their free(). Split halves share their source, which
+ * lives until the last of them is freed. */
 ELM_API void elm_dataset_free(elm_dataset *ds);
 ELM_API int elm_dataset_set(elm_dataset *ds, elm_dataset_option key,
                             double value);
 
 typedef enum elm_dataset_dim {
-    ELM_DATASET_SAMPLES = 1, /* N */
+    ELM_DATASET_SAMPLES = 1, /* N (0: a streaming source of unknown size) */
     ELM_DATASET_STEPS = 2,   /* T */
     ELM_DATASET_INPUTS = 3,  /* n_in */
     ELM_DATASET_TARGETS = 4, /* n_target */
@@ -659,10 +676,153 @@ ELM_API int elm_dataset_start_epoch(elm_dataset *ds, uint64_t epoch);
  * with N = B; target/labels/lengths may be NULL when not wanted). *count is
  * the number of real samples; the rest of the batch is padding (zeros,
  * label 0, length 0). At the end of the epoch *count is 0 and the whole
- * batch is padding. Since 0.2. */
+ * batch is padding. A failure (a caller source's error, a borrowed array
+ * changed since creation) consumes nothing (the arrays may have been
+ * written): the same call can be retried. Since 0.2. */
 ELM_API int elm_dataset_next(elm_dataset *ds, size_t B, float *x,
                              float *target, int32_t *labels, int64_t *lengths,
                              size_t *count);
+
+/* A deterministic train/validation split: a permutation of the N samples
+ * drawn from `seed`; its first n_val samples form *val, the rest *train
+ * (order within each half: increasing sample index before shuffling).
+ * Both halves read ds's source (shared, reference-counted) and start with
+ * ds's settings; ds itself stays usable and must still be freed. Needs a
+ * random-access source (ELM_E_UNSUPPORTED for a streaming elm_source) and
+ * 1 <= n_val < N. Both or neither are created. Since 0.4. */
+ELM_API int elm_dataset_split(const elm_dataset *ds, size_t n_val,
+                              uint64_t seed, elm_dataset **train,
+                              elm_dataset **val);
+
+/* Event lists (spike trains), binned: sample i has the events
+ * [offsets[i], offsets[i+1]) of times (ms, finite, >= 0) and channels
+ * (in [0, n_in)); x[t, c] counts the events of channel c with
+ * t * dt_ms <= time < (t + 1) * dt_ms. Events at or after duration_ms are
+ * cut (as the SHD code cuts at 1 s); T = ceil(duration_ms / dt_ms).
+ * labels (N) int32 or NULL. The arrays are borrowed (they must outlive the
+ * dataset) and checked at creation: a negative or NaN time, a channel
+ * >= n_in or decreasing offsets fail with ELM_E_INVALID naming the sample
+ * and event. Since 0.4. */
+ELM_API int elm_dataset_from_events(size_t N, size_t n_in,
+                                    const int64_t *offsets,
+                                    const float *times,
+                                    const int32_t *channels,
+                                    const int32_t *labels, double dt_ms,
+                                    double duration_ms, elm_dataset **out);
+
+/* Your own source. Either random access (read, with N >= 1: shuffling and
+ * splits work) or streaming (next, with N = 0 or the size if known:
+ * samples come in the source's own order, shuffle is ignored, reset
+ * starts an epoch). Every callback returns 0 on success or a negative
+ * ELM_E_* code; next returns 1 when the epoch has no more samples. The
+ * buffers passed are x (T, n_in), target (T, n_target) or NULL, labels
+ * (n_label) or NULL, all zero-filled, and *length preset to T (set it to
+ * the sample's length in [1, T]). Callbacks run on one thread at a time
+ * per source (the prefetch worker when PREFETCH is on). free (may be
+ * NULL) receives user when the last dataset using the source is freed,
+ * and also when elm_dataset_from_source fails. The struct is copied.
+ * Since 0.4. */
+typedef struct elm_source {
+    size_t N, T, n_in, n_target, n_label;
+    int (*read)(void *user, uint64_t epoch, size_t i, float *x,
+                float *target, int32_t *labels, int64_t *length);
+    int (*next)(void *user, float *x, float *target, int32_t *labels,
+                int64_t *length);
+    int (*reset)(void *user, uint64_t epoch); /* may be NULL */
+    void (*free)(void *user);                 /* may be NULL */
+    void *user;
+} elm_source;
+ELM_API int elm_dataset_from_source(const elm_source *src, elm_dataset **out);
+
+/* Spiking Heidelberg Digits (Cramer et al. 2020): shd_train.h5 or
+ * shd_test.h5 (spikes/times in s, spikes/units in [0, 700), labels in
+ * [0, 20)), read with libhdf5 (ELM_E_UNSUPPORTED with a clear message when
+ * libelm was built without it). As the paper's code: events at or after
+ * max_time_ms (0: 1000) are cut, bins of dt_ms count the spikes; x
+ * (T = max_time_ms / dt_ms, 700), labels (1). Since 0.4. */
+ELM_API int elm_dataset_open_shd(const char *path, double dt_ms,
+                                 double max_time_ms, elm_dataset **out);
+/* SHD-Adding: samples_per_epoch pairs of two independently drawn SHD
+ * samples, concatenated in time (x (2 T, 700)); label (label1 mod 10) +
+ * (label2 mod 10), 19 classes. Pairs are drawn from (seed, epoch,
+ * sample). Since 0.4. */
+ELM_API int elm_dataset_open_shd_adding(const char *path, double dt_ms,
+                                        double max_time_ms,
+                                        size_t samples_per_epoch,
+                                        elm_dataset **out);
+
+/* NeuronIO (Beniaguev et al. 2021), from the binary layout written by
+ * `python3 -m elm.neuronio convert` (docs/datasets.md), memory-mapped.
+ * samples_per_epoch random windows of window_ms steps (1 ms each) drawn
+ * from (seed, epoch, sample) over all simulations, as the paper's loader:
+ * x (window_ms, 1278): +1 where one of the 639 excitatory segments spikes,
+ * -1 for the 639 inhibitory ones; target (window_ms, 2): spike (0 | 1) and
+ * (min(soma, -55 mV) + 67.7) * 0.1. Since 0.4. */
+ELM_API int elm_dataset_open_neuronio(const char *path, size_t window_ms,
+                                      size_t samples_per_epoch,
+                                      elm_dataset **out);
+
+typedef enum elm_neuronio_mode {
+    /* The official protocol: 500 ms windows overlapping by the 150 ms
+     * burn-in, burn-in predictions of every window but the first
+     * discarded. */
+    ELM_NEURONIO_WINDOWS = 0,
+    /* One continuous run over each 6000 ms simulation (a streaming
+     * state cannot forget, so no window boundaries). */
+    ELM_NEURONIO_CONTINUOUS = 1
+} elm_neuronio_mode;
+
+typedef struct elm_neuronio_metrics {
+    double auc;               /* spike ROC AUC */
+    double tp_at_fp_0025;     /* true-positive rate at FP rate 0.0025 */
+    double pauc_at_fp_0025;   /* partial AUC up to FP rate 0.0025 */
+    double tp_at_fp_01;       /* at FP rate 0.01 */
+    double pauc_at_fp_01;
+    double soma_rmse;         /* mV */
+    double soma_mae;          /* mV */
+    double soma_explained_variance; /* percent */
+    size_t n_simulations;     /* evaluated (<= 24 output spikes) */
+    size_t n_spikes;          /* output spikes scored */
+} elm_neuronio_metrics;
+
+/* Evaluates a NeuronIO model (n_in 1278, n_out 2) on a converted file
+ * with the protocol of model.md §5: the first 500 ms of each simulation
+ * ignored, simulations with more than 24 output spikes excluded, spike
+ * score sigmoid(y0), soma y1 / 0.1 z-scored and rescaled to the target's
+ * mean and deviation. Reproduces the official code's numbers. Since 0.4. */
+ELM_API int elm_neuronio_evaluate(const elm_model *model, const char *path,
+                                  elm_neuronio_mode mode,
+                                  elm_neuronio_metrics *out);
+
+/* IDX files (MNIST, Fashion-MNIST; gzip-compressed or raw, detected by
+ * content) as sequences of pixels / 255: ELM_IDX_PIXELS gives x (784, 1),
+ * ELM_IDX_ROWS x (28, 28) (generally (rows * cols, 1) and (rows, cols)).
+ * permute = 1 applies one fixed pixel permutation drawn from
+ * permute_seed to every image (permuted sequential MNIST). labels (1).
+ * Since 0.4. */
+typedef enum elm_idx_sequence {
+    ELM_IDX_PIXELS = 0,
+    ELM_IDX_ROWS = 1
+} elm_idx_sequence;
+ELM_API int elm_dataset_open_idx(const char *images, const char *labels,
+                                 elm_idx_sequence seq, int permute,
+                                 uint64_t permute_seed, elm_dataset **out);
+
+/* LRA ListOps. Tokens: the digits 0-9, [MIN [MAX [MED [SM and ]
+ * (ELM_LISTOPS_VOCAB = 15 one-hot channels; parentheses of the TSV are
+ * dropped, as the LRA pipeline does); labels (1) in [0, 10). open reads a
+ * TSV file (header "Source\tTarget"); max_length 0 = the longest sequence
+ * in the file, else longer sequences fail with ELM_E_LIMIT naming the line.
+ * generate draws N expressions from seed with the task definition (max
+ * depth 10, at most 10 arguments, lengths in [min_length, max_length]
+ * tokens; LRA: 500, 2000). Since 0.4. */
+#define ELM_LISTOPS_VOCAB 15
+ELM_API int elm_dataset_open_listops(const char *path, size_t max_length,
+                                     elm_dataset **out);
+ELM_API int elm_dataset_generate_listops(size_t N, uint64_t seed,
+                                         size_t min_length,
+                                         size_t max_length,
+                                         elm_dataset **out);
 
 /* ---------------------------------------------------------------------------
  * 10. elm_trainer: THE TRAINING AND EVALUATION LOOP
