@@ -1122,6 +1122,25 @@ ELM_API int elm_train_config_build(const elm_train_config *tc,
                                    elm_optimizer **opt, elm_loss **loss,
                                    elm_trainer **trainer);
 
+/* The datasets of a config's data section. data.source picks the
+ * constructor (section 9): "shd" (data.dt, data.max_time or 1000 ms),
+ * "shd_adding" and "neuronio" (data.batches_per_epoch x data.batch_size
+ * random samples per epoch; NeuronIO windows of data.window or 500 ms),
+ * "idx" (data.train / data.train_labels, data.sequence "pixels" or "rows",
+ * data.permute with data.seed), "listops" (TSV; data.window = maximum
+ * length, 0 = the longest), "listops_generate" (no file; lengths 500 to
+ * data.window or 2000). Paths are relative to base_dir (NULL: the working
+ * directory). *train always; *val when data.val_fraction > 0 (a split of
+ * the training data by data.seed; val must then be non-NULL); *test when
+ * data.test is set and test is non-NULL (else NULL). The training set gets
+ * data.shuffle, data.seed, data.drop_last, data.prefetch; validation and
+ * test sets are read in order, padded. All or none are created.
+ * Since 0.4. */
+ELM_API int elm_train_config_open_data(const elm_train_config *tc,
+                                       const char *base_dir,
+                                       elm_dataset **train, elm_dataset **val,
+                                       elm_dataset **test);
+
 #ifdef __cplusplus
 }
 #endif

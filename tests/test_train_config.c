@@ -18,7 +18,7 @@
 #include "elm.h"
 
 #define N_MODEL_KEYS 17
-#define N_KEYS 60
+#define N_KEYS 62
 
 static elm_train_config *parse(const char *yaml) {
     elm_train_config *tc = NULL;
@@ -896,6 +896,100 @@ static void test_examples(void **st) {
     assert_true(count >= 4);
 }
 
+/* ---- the datasets of the data section -------------------------------------- */
+
+static elm_train_config *yaml_config(const char *text) {
+    elm_train_config *tc = NULL;
+    assert_int_equal(elm_train_config_from_yaml(text, strlen(text), &tc), ELM_OK);
+    return tc;
+}
+
+static size_t samples(const elm_dataset *ds) {
+    size_t n;
+    assert_int_equal(elm_dataset_size(ds, ELM_DATASET_SAMPLES, &n), ELM_OK);
+    return n;
+}
+
+static void test_open_data(void **st) {
+    (void)st;
+    elm_dataset *tr = NULL, *va = NULL, *te = NULL;
+    /* Generated ListOps: train and test from different seeds, a split. */
+    elm_train_config *tc = yaml_config("data:\n  source: listops_generate\n  batch_size: 4\n"
+                                       "  batches_per_epoch: 5\n  val_fraction: 0.25\n"
+                                       "  window: 600\n  seed: 3\n  test: unused\n");
+    assert_int_equal(elm_train_config_open_data(tc, NULL, &tr, &va, &te), ELM_OK);
+    assert_int_equal(samples(tr), 15);
+    assert_int_equal(samples(va), 5);
+    assert_int_equal(samples(te), 20);
+    size_t T;
+    assert_int_equal(elm_dataset_size(tr, ELM_DATASET_STEPS, &T), ELM_OK);
+    assert_int_equal(T, 600);
+    elm_dataset_free(tr);
+    elm_dataset_free(va);
+    elm_dataset_free(te);
+    /* Without a test pointer, none is opened; val NULL with a fraction is
+     * refused before anything is created. */
+    assert_int_equal(elm_train_config_open_data(tc, NULL, &tr, NULL, NULL), ELM_E_NULL);
+    assert_non_null(strstr(elm_last_error(), "val_fraction"));
+    assert_int_equal(elm_train_config_set(tc, "data.val_fraction", 0), ELM_OK);
+    assert_int_equal(elm_train_config_open_data(tc, NULL, &tr, NULL, NULL), ELM_OK);
+    assert_int_equal(samples(tr), 20);
+    elm_dataset_free(tr);
+    elm_train_config_free(tc);
+
+    /* Configuration errors name the key. */
+    static const struct { const char *yaml, *msg; } bad[] = {
+        {"data:\n  source: mnist\n  train: x\n", "data.source 'mnist'"},
+        {"data:\n  source: shd\n", "data.train"},
+        {"data:\n  source: shd_adding\n  train: x.h5\n", "data.batches_per_epoch"},
+        {"data:\n  source: neuronio\n  train: x.nio\n", "data.batches_per_epoch"},
+        {"data:\n  source: idx\n  train: x\n", "data.train_labels"},
+        {"data:\n  source: idx\n  train: x\n  train_labels: y\n  sequence: columns\n",
+         "data.sequence"},
+        {"data:\n  source: listops_generate\n  batches_per_epoch: 1\n  batch_size: 4\n"
+         "  val_fraction: 0.9\n", "leaves no training"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tc = yaml_config(bad[i].yaml);
+        tr = va = te = (elm_dataset *)tc;
+        assert_int_equal(elm_train_config_open_data(tc, NULL, &tr, &va, &te), ELM_E_CONFIG);
+        if (!strstr(elm_last_error(), bad[i].msg)) print_message("%s\n", elm_last_error());
+        assert_non_null(strstr(elm_last_error(), bad[i].msg));
+        assert_true(tr == (elm_dataset *)tc && va == (elm_dataset *)tc);
+        elm_train_config_free(tc);
+    }
+    /* A missing file: the source's own error, relative to base_dir. */
+    tc = yaml_config("data:\n  source: listops\n  train: no_such.tsv\n");
+    assert_int_equal(elm_train_config_open_data(tc, "/nonexistent-dir", &tr, &va, &te), ELM_E_IO);
+    assert_non_null(strstr(elm_last_error(), "/nonexistent-dir/no_such.tsv"));
+    elm_train_config_free(tc);
+
+    /* Fashion-MNIST, when Debian's package is installed: relative paths,
+     * rows, a split, the test set. */
+    const char *dir = "/usr/share/datasets/fashion-mnist";
+    FILE *f = fopen("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "rb");
+    if (!f) {
+        skip();
+        return;
+    }
+    fclose(f);
+    tc = yaml_config("data:\n  source: idx\n  train: t10k-images-idx3-ubyte.gz\n"
+                     "  train_labels: t10k-labels-idx1-ubyte.gz\n"
+                     "  test: t10k-images-idx3-ubyte.gz\n"
+                     "  test_labels: t10k-labels-idx1-ubyte.gz\n"
+                     "  sequence: rows\n  val_fraction: 0.1\n  prefetch: 2\n");
+    assert_int_equal(elm_train_config_open_data(tc, dir, &tr, &va, &te), ELM_OK);
+    assert_int_equal(samples(tr), 9000);
+    assert_int_equal(samples(va), 1000);
+    assert_int_equal(samples(te), 10000);
+    assert_int_equal(elm_dataset_size(te, ELM_DATASET_STEPS, &T), ELM_OK);
+    assert_int_equal(T, 28);
+    elm_dataset_free(tr);
+    elm_dataset_free(va);
+    elm_dataset_free(te);
+    elm_train_config_free(tc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys),
@@ -914,6 +1008,7 @@ int main(void) {
         cmocka_unit_test(test_build_refused),
         cmocka_unit_test(test_build_checkpoint),
         cmocka_unit_test(test_examples),
+        cmocka_unit_test(test_open_data),
     };
     return cmocka_run_group_tests_name("train_config", tests, NULL, NULL);
 }
