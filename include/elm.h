@@ -752,12 +752,16 @@ ELM_API int elm_dataset_open_shd_adding(const char *path, double dt_ms,
                                         elm_dataset **out);
 
 /* NeuronIO (Beniaguev et al. 2021), from the binary layout written by
- * `python3 -m elm.neuronio convert` (docs/datasets.md), memory-mapped.
- * samples_per_epoch random windows of window_ms steps (1 ms each) drawn
- * from (seed, epoch, sample) over all simulations, as the paper's loader:
- * x (window_ms, 1278): +1 where one of the 639 excitatory segments spikes,
- * -1 for the 639 inhibitory ones; target (window_ms, 2): spike (0 | 1) and
- * (min(soma, -55 mV) + 67.7) * 0.1. Since 0.4. */
+ * `python3 -m elm.neuronio convert` (docs/datasets/neuronio.md),
+ * memory-mapped and checked completely at open (ELM_E_IO, ELM_E_FORMAT,
+ * ELM_E_TRUNCATED, ELM_E_LIMIT, ELM_E_CHECKSUM, ELM_E_VERSION).
+ * samples_per_epoch random windows of window_ms steps (1 ms each), each
+ * drawn from (seed, epoch, sample) as the paper's loader draws them: a
+ * simulation uniformly, a start uniformly in [500, duration - window_ms)
+ * (the first 500 ms skipped). x (window_ms, 1278): +1 where one of the 639
+ * excitatory segments spikes, -1 for the 639 inhibitory ones; target
+ * (window_ms, 2): spike (0 | 1) and (min(soma, -55 mV) + 67.7) * 0.1.
+ * Since 0.4. */
 ELM_API int elm_dataset_open_neuronio(const char *path, size_t window_ms,
                                       size_t samples_per_epoch,
                                       elm_dataset **out);

@@ -10,6 +10,11 @@ Modules (pure Python standard library, importing nothing heavy):
 ``elm.convert``
     import of the official PyTorch checkpoints into ``.elm`` and export of
     ``.elm`` models to ``.pt`` and ``.npz`` (``python3 -m elm.convert``).
+
+``elm.neuronio`` (needs numpy)
+    conversion of the original NeuronIO simulation pickles into libelm's
+    memory-mapped layout (docs/datasets/neuronio.md) and a numpy reader of
+    it (``python3 -m elm.neuronio convert OUT.nio IN.p ...``).
 """
 
-__all__ = ["elmfile", "torchzip", "convert"]
+__all__ = ["elmfile", "torchzip", "convert", "neuronio"]
