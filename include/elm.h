@@ -793,7 +793,11 @@ typedef struct elm_neuronio_metrics {
  * with the protocol of model.md §5: the first 500 ms of each simulation
  * ignored, simulations with more than 24 output spikes excluded, spike
  * score sigmoid(y0), soma y1 / 0.1 z-scored and rescaled to the target's
- * mean and deviation. Reproduces the official code's numbers. Since 0.4. */
+ * mean and deviation (over the whole file), ROC as scikit-learn's
+ * roc_curve. Reproduces the official code's numbers (docs/datasets/
+ * neuronio_eval.md). When the scored steps hold no output spike the five
+ * spike metrics are NaN (undefined) and the call still succeeds. *out is
+ * written only on success. Since 0.4. */
 ELM_API int elm_neuronio_evaluate(const elm_model *model, const char *path,
                                   elm_neuronio_mode mode,
                                   elm_neuronio_metrics *out);
