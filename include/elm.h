@@ -615,11 +615,11 @@ ELM_API int elm_optimizer_load_state(elm_optimizer *opt, const void *src,
  * file formats below, or a source written by the caller (elm_source).
  * Order: each epoch visits every sample once, in order or in a
  * permutation drawn from (seed, epoch); identical on every platform.
- * Sources that draw at random (SHD-Adding pairs, NeuronIO windows, the
- * ListOps generator) draw from (seed, epoch, sample) as well, so a batch is
- * a function of the settings and its position only, with or without
+ * Sources that draw at random every epoch (SHD-Adding pairs, NeuronIO
+ * windows) draw from (seed, epoch, sample) as well, so a batch is a
+ * function of the settings and its position only, with or without
  * prefetch, and a validation pass (always epoch 0) sees the same data
- * every time.
+ * every time. (The ListOps generator draws one fixed set at creation.)
  * The last partial batch is dropped (ELM_DATASET_DROP_LAST = 1) or padded
  * with zero samples of length 0, which losses and metrics skip.
  * One thread at a time per dataset. With ELM_DATASET_PREFETCH = 1 a worker
@@ -806,8 +806,9 @@ ELM_API int elm_neuronio_evaluate(const elm_model *model, const char *path,
  * content) as sequences of pixels / 255: ELM_IDX_PIXELS gives x (784, 1),
  * ELM_IDX_ROWS x (28, 28) (generally (rows * cols, 1) and (rows, cols)).
  * permute = 1 applies one fixed pixel permutation drawn from
- * permute_seed to every image (permuted sequential MNIST). labels (1).
- * Since 0.4. */
+ * permute_seed to every image (permuted sequential MNIST). labels (1),
+ * passed through as stored (0..255; the loss checks them against its
+ * class count). Pixels stay uint8 in memory. Since 0.4. */
 typedef enum elm_idx_sequence {
     ELM_IDX_PIXELS = 0,
     ELM_IDX_ROWS = 1
@@ -816,14 +817,20 @@ ELM_API int elm_dataset_open_idx(const char *images, const char *labels,
                                  elm_idx_sequence seq, int permute,
                                  uint64_t permute_seed, elm_dataset **out);
 
-/* LRA ListOps. Tokens: the digits 0-9, [MIN [MAX [MED [SM and ]
- * (ELM_LISTOPS_VOCAB = 15 one-hot channels; parentheses of the TSV are
- * dropped, as the LRA pipeline does); labels (1) in [0, 10). open reads a
- * TSV file (header "Source\tTarget"); max_length 0 = the longest sequence
- * in the file, else longer sequences fail with ELM_E_LIMIT naming the line.
- * generate draws N expressions from seed with the task definition (max
- * depth 10, at most 10 arguments, lengths in [min_length, max_length]
- * tokens; LRA: 500, 2000). Since 0.4. */
+/* LRA ListOps (docs/datasets/listops.md). One-hot channels
+ * (ELM_LISTOPS_VOCAB = 15): 0-9 the digits, 10 [MIN, 11 [MAX, 12 [MED,
+ * 13 [SM, 14 ]; the TSV's parentheses are dropped, as the LRA pipeline
+ * does. MED is int(median) (the lower mean of the middle pair), SM the sum
+ * mod 10. labels (1) in [0, 10); T = max_length; lengths per sample.
+ * open reads an LRA TSV file (header "Source\tTarget", LF or CRLF) and
+ * checks that every Target equals the value of its expression;
+ * max_length 0 = the longest sequence in the file, else longer sequences
+ * fail with ELM_E_LIMIT naming the line (LRA would truncate them).
+ * generate draws a fixed set of N expressions, sample i from (seed, i),
+ * with the task definition (operator with probability 0.25 below depth 10,
+ * 2 to 10 arguments), redrawing until the token count lies in
+ * [min_length, max_length] (inclusive; LRA's bounds are strict: pass 501,
+ * 1999 to match); 1 <= min_length <= max_length <= 10^6. Since 0.4. */
 #define ELM_LISTOPS_VOCAB 15
 ELM_API int elm_dataset_open_listops(const char *path, size_t max_length,
                                      elm_dataset **out);
