@@ -4,7 +4,7 @@
 set -eu
 need=""
 for p in build-essential meson ninja-build pkg-config libblis-pthread-dev libyaml-dev zlib1g-dev \
-         libcmocka-dev libhdf5-dev python3 python3-numpy python3-pytest python3-h5py locales \
+         libcmocka-dev libhdf5-dev python3 python3-numpy python3-pytest python3-h5py python3-brian locales \
          dataset-fashion-mnist; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
 done
