@@ -736,16 +736,22 @@ ELM_API int elm_dataset_from_source(const elm_source *src, elm_dataset **out);
 
 /* Spiking Heidelberg Digits (Cramer et al. 2020): shd_train.h5 or
  * shd_test.h5 (spikes/times in s, spikes/units in [0, 700), labels in
- * [0, 20)), read with libhdf5 (ELM_E_UNSUPPORTED with a clear message when
- * libelm was built without it). As the paper's code: events at or after
- * max_time_ms (0: 1000) are cut, bins of dt_ms count the spikes; x
- * (T = max_time_ms / dt_ms, 700), labels (1). Since 0.4. */
+ * [0, 20); docs/datasets/shd.md), read whole and checked at open with
+ * libhdf5 (ELM_E_UNSUPPORTED with a clear message when libelm was built
+ * without it). Binned exactly as the paper's code (numpy arange edges
+ * k * dt and digitize): T = len(arange(0, max + dt, dt)) - 1, usually
+ * ceil(max_time_ms / dt_ms); spikes at or after T * dt_ms are cut; x (T,
+ * 700) counts the spikes per bin; labels (1). max_time_ms >= 0 (0: 1000),
+ * dt_ms > 0, T at most 10^6 (ELM_E_LIMIT). A sample without spikes is all
+ * zeros. Since 0.4. */
 ELM_API int elm_dataset_open_shd(const char *path, double dt_ms,
                                  double max_time_ms, elm_dataset **out);
 /* SHD-Adding: samples_per_epoch pairs of two independently drawn SHD
- * samples, concatenated in time (x (2 T, 700)); label (label1 mod 10) +
- * (label2 mod 10), 19 classes. Pairs are drawn from (seed, epoch,
- * sample). Since 0.4. */
+ * samples (with replacement), concatenated in time (x (2 T, 700)); label
+ * (label1 mod 10) + (label2 mod 10), 19 classes. Pairs are drawn from
+ * (seed, epoch, sample). A split divides the pair slots, not the
+ * recordings: both halves draw from every recording of the file (the
+ * paper holds recordings out for validation). Since 0.4. */
 ELM_API int elm_dataset_open_shd_adding(const char *path, double dt_ms,
                                         double max_time_ms,
                                         size_t samples_per_epoch,

@@ -370,7 +370,6 @@ static size_t longest(const listops_source *s) {
 
 ELM_API int elm_dataset_open_listops(const char *path, size_t max_length, elm_dataset **out) {
     if (!out) return elm__fail(ELM_E_NULL, "%s: out is NULL", OPEN_FN);
-    *out = NULL;
     if (!path) return elm__fail(ELM_E_NULL, "%s: path is NULL", OPEN_FN);
     if (max_length > LISTOPS_MAX_LENGTH)
         return elm__fail(ELM_E_INVALID, "%s: max_length = %zu is above the limit of %d tokens",
@@ -471,7 +470,6 @@ static int generate(listops_source *s, size_t N, uint64_t seed, size_t min_lengt
 ELM_API int elm_dataset_generate_listops(size_t N, uint64_t seed, size_t min_length,
                                          size_t max_length, elm_dataset **out) {
     if (!out) return elm__fail(ELM_E_NULL, "%s: out is NULL", GEN_FN);
-    *out = NULL;
     if (N == 0) return elm__fail(ELM_E_INVALID, "%s: N must be >= 1", GEN_FN);
     if (min_length < 1 || min_length > max_length || max_length > LISTOPS_MAX_LENGTH)
         return elm__fail(ELM_E_INVALID,

@@ -83,7 +83,6 @@ static int check_shapes(const idx_source *s, const char *images, const char *lab
 ELM_API int elm_dataset_open_idx(const char *images, const char *labels, elm_idx_sequence seq,
                                  int permute, uint64_t permute_seed, elm_dataset **out) {
     if (!out) return elm__fail(ELM_E_NULL, "%s: out is NULL", FN);
-    *out = NULL;
     if (!images) return elm__fail(ELM_E_NULL, "%s: images is NULL", FN);
     if (!labels) return elm__fail(ELM_E_NULL, "%s: labels is NULL", FN);
     if (seq != ELM_IDX_PIXELS && seq != ELM_IDX_ROWS)
