@@ -252,7 +252,7 @@ typedef enum elm_size {
     ELM_SIZE_STATE = 10      /* floats of recurrent state per stream */
 } elm_size;
 ELM_API int elm_model_size(const elm_model *model, elm_size what,
-                           size_t *value);
+                           size_t *value); /* Since 0.1. */
 
 /* Name, shape and trainability of the i-th parameter tensor, in buffer
  * order (i < ELM_SIZE_NUM_TENSORS). `name` is borrowed. Since 0.1. */
@@ -263,7 +263,7 @@ ELM_API int elm_model_param_info(const elm_model *model, size_t i,
 
 /* Shape of a named parameter (libelm name or official alias). */
 ELM_API int elm_model_param_shape(const elm_model *model, const char *name,
-                                  int *ndim, int64_t shape[ELM_MAX_DIMS]);
+                                  int *ndim, int64_t shape[ELM_MAX_DIMS]); /* Since 0.1. */
 
 /* Copy a named parameter into dst, which holds `capacity` floats (at least
  * the tensor's element count, else ELM_E_SHAPE). Since 0.1. */
@@ -288,7 +288,7 @@ ELM_API int elm_model_set_routing(elm_model *model, const int64_t *idx,
 
 /* The whole parameter buffer (ELM_SIZE_PARAMS floats, tensors in the order
  * of elm_model_param_info, each row-major). Borrowed, read-only. */
-ELM_API const float *elm_model_params(const elm_model *model);
+ELM_API const float *elm_model_params(const elm_model *model); /* Since 0.1. */
 
 /* Sequence forward from the zero state: x (B, T, n_in) -> y (B, T, n_out).
  * Allocates a temporary state; for repeated calls use elm_state_forward.
@@ -312,9 +312,9 @@ typedef struct elm_state elm_state;
 #define ELM_ALL_STREAMS (-1)
 
 ELM_API int elm_state_create(const elm_model *model, size_t B,
-                             elm_state **out);
-ELM_API void elm_state_free(elm_state *state);
-ELM_API size_t elm_state_batch(const elm_state *state);
+                             elm_state **out); /* Since 0.1. */
+ELM_API void elm_state_free(elm_state *state); /* Since 0.1. */
+ELM_API size_t elm_state_batch(const elm_state *state); /* Since 0.1. */
 
 /* One time step for every stream: x (B, n_in) -> y (B, n_out). y may be
  * NULL when the output is not needed. No allocation. Since 0.1. */
@@ -455,16 +455,17 @@ ELM_API int elm_loss_create(elm_loss_kind kind, size_t n_out, elm_loss **out);
 ELM_API void elm_loss_free(elm_loss *loss);
 ELM_API elm_loss_kind elm_loss_get_kind(const elm_loss *loss);
 /* "ce_last", "ce_all", "neuronio", "mse" <-> kind; name NULL if unknown. */
-ELM_API int elm_loss_kind_from_name(const char *name, elm_loss_kind *kind);
-ELM_API const char *elm_loss_kind_name(elm_loss_kind kind);
-ELM_API int elm_loss_set_burn_in(elm_loss *loss, size_t t0);
-ELM_API int elm_loss_set_weights(elm_loss *loss, const float *w, size_t n);
+ELM_API int elm_loss_kind_from_name(const char *name, elm_loss_kind *kind); /* Since 0.2. */
+ELM_API const char *elm_loss_kind_name(elm_loss_kind kind); /* Since 0.2. */
+ELM_API int elm_loss_set_burn_in(elm_loss *loss, size_t t0); /* Since 0.2. */
+ELM_API int elm_loss_set_weights(elm_loss *loss, const float *w, size_t n); /* Since 0.2. */
 
-/* value (required) = the loss; dy (B, T, n_out) = dL/dy, overwritten
- * (zeros where nothing counts), or NULL. Class weights that are all zero
- * on the counted labels fail with ELM_E_INVALID (PyTorch gives NaN). Classification kinds read `labels` (int32 in
- * [0, n_out)) and need target == NULL; the others read `target` and need
- * labels == NULL. Non-finite y or target: ELM_E_NONFINITE. Since 0.2. */
+/* value (required) = the loss; dy (B, T, n_out) = dL/dy, overwritten (zeros
+ * where nothing counts), or NULL. Class weights that are all zero on the
+ * counted labels fail with ELM_E_INVALID (PyTorch gives NaN). Classification
+ * kinds read `labels` (int32 in [0, n_out)) and need target == NULL; the
+ * others read `target` and need labels == NULL. Non-finite y or target:
+ * ELM_E_NONFINITE. Since 0.2. */
 ELM_API int elm_loss_compute(const elm_loss *loss, const float *y, size_t B,
                              size_t T, const float *target,
                              const int32_t *labels, const int64_t *lengths,
@@ -483,10 +484,10 @@ ELM_API int elm_metric_accuracy(const float *y, size_t B, size_t T,
  * scores count one half (the Mann-Whitney statistic, as scikit-learn's
  * roc_auc_score). ELM_E_INVALID when only one class is present. */
 ELM_API int elm_metric_roc_auc(const float *score, const float *truth,
-                               size_t n, double *auc);
+                               size_t n, double *auc); /* Since 0.2. */
 /* Root mean square of (a - b) over n pairs. */
 ELM_API int elm_metric_rmse(const float *a, const float *b, size_t n,
-                            double *rmse);
+                            double *rmse); /* Since 0.2. */
 
 /* ---------------------------------------------------------------------------
  * 8. elm_optimizer: SGD, ADAM, ADAMW, ADAMAX
@@ -565,19 +566,19 @@ ELM_API int elm_optimizer_create(elm_model *model, elm_optimizer_kind kind,
 ELM_API void elm_optimizer_free(elm_optimizer *opt);
 /* "sgd", "adam", "adamw", "adamax" <-> kind; name NULL if unknown. */
 ELM_API int elm_optimizer_kind_from_name(const char *name,
-                                         elm_optimizer_kind *kind);
-ELM_API const char *elm_optimizer_kind_name(elm_optimizer_kind kind);
+                                         elm_optimizer_kind *kind); /* Since 0.2. */
+ELM_API const char *elm_optimizer_kind_name(elm_optimizer_kind kind); /* Since 0.2. */
 /* ELM_E_UNKNOWN_NAME for a key this kind does not use (momentum on Adam),
  * ELM_E_INVALID (unchanged) for a value out of bounds. */
 ELM_API int elm_optimizer_set(elm_optimizer *opt, elm_optim_param key,
-                              double value);
+                              double value); /* Since 0.2. */
 ELM_API int elm_optimizer_get(const elm_optimizer *opt, elm_optim_param key,
-                              double *value);
+                              double *value); /* Since 0.2. */
 /* Freeze (1) or train (0) a tensor by libelm name or official alias. */
 ELM_API int elm_optimizer_freeze(elm_optimizer *opt, const char *tensor,
-                                 int frozen);
+                                 int frozen); /* Since 0.2. */
 ELM_API int elm_optimizer_is_frozen(const elm_optimizer *opt,
-                                    const char *tensor, int *frozen);
+                                    const char *tensor, int *frozen); /* Since 0.2. */
 
 /* One update from grad (ELM_SIZE_PARAMS floats; entries of frozen tensors
  * are ignored). grad is scaled in place when clipping applies. The global
@@ -592,8 +593,8 @@ ELM_API int elm_optimizer_step(elm_optimizer *opt, float *grad,
                                double *grad_norm);
 
 /* Steps taken so far, and the learning rate the next step will use. */
-ELM_API uint64_t elm_optimizer_steps(const elm_optimizer *opt);
-ELM_API double elm_optimizer_lr(const elm_optimizer *opt);
+ELM_API uint64_t elm_optimizer_steps(const elm_optimizer *opt); /* Since 0.2. */
+ELM_API double elm_optimizer_lr(const elm_optimizer *opt); /* Since 0.2. */
 
 /* The optimizer's whole state (kind, settings, frozen set, step count,
  * moments) as a self-describing little-endian byte string, for training
@@ -654,9 +655,9 @@ ELM_API int elm_dataset_from_arrays(size_t N, size_t T, size_t n_in,
 /* Frees the dataset (stopping its prefetch worker) and, for caller
  * sources, calls their free(). Split halves share their source, which
  * lives until the last of them is freed. */
-ELM_API void elm_dataset_free(elm_dataset *ds);
+ELM_API void elm_dataset_free(elm_dataset *ds); /* Since 0.2. */
 ELM_API int elm_dataset_set(elm_dataset *ds, elm_dataset_option key,
-                            double value);
+                            double value); /* Since 0.2. */
 
 typedef enum elm_dataset_dim {
     ELM_DATASET_SAMPLES = 1, /* N (0: a streaming source of unknown size) */
@@ -666,12 +667,12 @@ typedef enum elm_dataset_dim {
     ELM_DATASET_LABELS = 5   /* n_label */
 } elm_dataset_dim;
 ELM_API int elm_dataset_size(const elm_dataset *ds, elm_dataset_dim what,
-                             size_t *value);
+                             size_t *value); /* Since 0.2. */
 
 /* Start epoch `epoch` (its order is a function of seed and epoch only).
  * Changes of shuffle and seed take effect here (next() before any
  * start_epoch is epoch 0); drop_last applies from the next batch. */
-ELM_API int elm_dataset_start_epoch(elm_dataset *ds, uint64_t epoch);
+ELM_API int elm_dataset_start_epoch(elm_dataset *ds, uint64_t epoch); /* Since 0.2. */
 /* The next batch of B samples into the caller's arrays (shapes as above
  * with N = B; target/labels/lengths may be NULL when not wanted). *count is
  * the number of real samples; the rest of the batch is padding (zeros,
@@ -1059,8 +1060,8 @@ ELM_API int elm_config_from_yaml(const char *text, size_t len,
 ELM_API int elm_config_load_yaml(const char *path, elm_config **out);
 /* Write the config as YAML text (NUL-terminated; *size counts the NUL). */
 ELM_API int elm_config_to_yaml(const elm_config *cfg, char *dst,
-                               size_t capacity, size_t *size);
-ELM_API int elm_config_save_yaml(const elm_config *cfg, const char *path);
+                               size_t capacity, size_t *size); /* Since 0.3. */
+ELM_API int elm_config_save_yaml(const elm_config *cfg, const char *path); /* Since 0.3. */
 
 /* A training config: everything a training run needs, in five sections.
  * Keys are "section.name" strings; docs/training.md lists them all with
@@ -1111,27 +1112,27 @@ ELM_API int elm_train_config_save_yaml(const elm_train_config *tc,
 
 /* The i-th key (i from 0; ELM_E_INVALID past the last) and its type. */
 ELM_API int elm_train_config_key(size_t i, const char **key,
-                                 elm_value_type *type);
+                                 elm_value_type *type); /* Since 0.3. */
 /* Typed access by key. ELM_E_UNKNOWN_NAME for an unknown key, ELM_E_INVALID
  * (unchanged) for a value of the wrong type or out of bounds. Strings are
  * copied on set; get returns a borrowed string ("" when unset) valid until
  * the key is set again. get_list copies up to `capacity` values and
  * reports the count in *n. */
 ELM_API int elm_train_config_set(elm_train_config *tc, const char *key,
-                                 double value);
+                                 double value); /* Since 0.3. */
 ELM_API int elm_train_config_get(const elm_train_config *tc, const char *key,
-                                 double *value);
+                                 double *value); /* Since 0.3. */
 ELM_API int elm_train_config_set_string(elm_train_config *tc,
-                                        const char *key, const char *value);
+                                        const char *key, const char *value); /* Since 0.3. */
 ELM_API int elm_train_config_get_string(const elm_train_config *tc,
-                                        const char *key, const char **value);
+                                        const char *key, const char **value); /* Since 0.3. */
 ELM_API int elm_train_config_set_list(elm_train_config *tc, const char *key,
-                                      const double *values, size_t n);
+                                      const double *values, size_t n); /* Since 0.3. */
 ELM_API int elm_train_config_get_list(const elm_train_config *tc,
                                       const char *key, double *values,
-                                      size_t capacity, size_t *n);
+                                      size_t capacity, size_t *n); /* Since 0.3. */
 /* The model section, borrowed and mutable (lives as long as tc). */
-ELM_API elm_config *elm_train_config_model(elm_train_config *tc);
+ELM_API elm_config *elm_train_config_model(elm_train_config *tc); /* Since 0.3. */
 
 /* Build the optimizer, loss and trainer a config describes, for `model`
  * (which must match the model section) and sequences of at most T_max
