@@ -1,9 +1,17 @@
 #!/bin/sh
-# The main job (README, first command): build libelm and stream the
-# NeuronIO Branch-ELM step by step.
+# The main job (README, first command): install what is missing, build
+# libelm, then train an ELM neuron on sequential Fashion-MNIST (each image
+# read row by row, 28 steps of 28 pixels) with progress per epoch and the
+# final TEST accuracy: about 89% after ~2 minutes on 2 cores.
+# Arguments go to the trainer, e.g. `sh tools/run.sh --epochs 3` or
+# `sh tools/run.sh --quick`; see examples/train_fashion_mnist.c.
 set -eu
 cd "$(dirname "$0")/.."
 sh tools/install-deps.sh
-[ -f build/build.ninja ] || meson setup build --buildtype=release >/dev/null
+if [ ! -f build/build.ninja ]; then
+    echo "configuring build/ (meson, release) ..."
+    meson setup build --buildtype=release >/dev/null
+fi
+echo "building libelm ..."
 ninja -C build >/dev/null
-exec ./build/examples/stream "$@"
+exec ./build/examples/train_fashion_mnist "$@"

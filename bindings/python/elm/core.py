@@ -59,7 +59,9 @@ class Handle:
     def _own(self, ptr, parent=None):
         self._ptr = ptr
         self._parent = parent
-        self._children = weakref.WeakSet()
+        # By identity: a child's __eq__/__hash__ (Config compares by value)
+        # must not matter here.
+        self._children = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
         if parent is not None:
             parent._adopt(self)
@@ -67,7 +69,7 @@ class Handle:
     def _adopt(self, child):
         """Register ``child`` to be closed before this object is."""
         self._handle()  # refuse children of a closed object
-        self._children.add(child)
+        self._children[id(child)] = child
 
     @property
     def _h(self):
@@ -88,7 +90,7 @@ class Handle:
         Safe to call more than once."""
         if not self._ptr:
             return
-        for child in list(self._children or ()):
+        for child in list(self._children.values() if self._children else ()):
             child.close()
         with self._lock:  # two threads closing at once free it only once
             ptr, self._ptr = self._ptr, None
@@ -97,7 +99,7 @@ class Handle:
         getattr(lib(), self._free_fn)(ptr)
         parent, self._parent = self._parent, None
         if parent is not None and parent._children is not None:
-            parent._children.discard(self)
+            parent._children.pop(id(self), None)
 
     def __enter__(self):
         self._handle()

@@ -830,15 +830,13 @@ class _ModelSection(Config):
     """The model section of a TrainConfig: a Config borrowed from it (not
     freed by close; closing the TrainConfig closes this view)."""
 
-    __hash__ = object.__hash__  # identity: it sits in its parent's WeakSet
-
     def close(self):
         if not self._ptr:
             return
-        # not discarded from the parent's WeakSet: that would compare
-        # configs by value (Config.__eq__) on a closed view
         self._ptr = None
-        self._parent = None
+        parent, self._parent = self._parent, None
+        if parent is not None and parent._children is not None:
+            parent._children.pop(id(self), None)
 
 
 def _read_text(call, what):
