@@ -12,6 +12,6 @@ if [ ! -f build/build.ninja ]; then
     echo "configuring build/ (meson, release) ..."
     meson setup build --buildtype=release >/dev/null
 fi
-echo "building libelm ..."
-ninja -C build >/dev/null
+echo "building libelm and the example ..."
+ninja -C build examples/train_fashion_mnist >/dev/null
 exec ./build/examples/train_fashion_mnist "$@"
