@@ -75,7 +75,7 @@ extern "C" {
  */
 
 #define ELM_VERSION_MAJOR 0
-#define ELM_VERSION_MINOR 4
+#define ELM_VERSION_MINOR 5
 #define ELM_VERSION_PATCH 0
 #define ELM_VERSION_NUMBER \
     (ELM_VERSION_MAJOR * 10000 + ELM_VERSION_MINOR * 100 + ELM_VERSION_PATCH)
@@ -341,6 +341,15 @@ ELM_API int elm_state_forward_traced(elm_state *state, const float *x,
  * (ELM_ALL_STREAMS). Since 0.1. */
 ELM_API int elm_state_reset(elm_state *state, int64_t stream);
 
+/* Run the state's B streams on n threads (1, the default: the calling
+ * thread only; at most B). The streams are split into n contiguous groups,
+ * each advanced by one worker that the state owns (started here, stopped
+ * by elm_state_free or by setting n back to 1), so a step or a forward
+ * costs no thread start-up. Results are deterministic for a given n. The
+ * calling thread waits for the workers: the one-thread-at-a-time rule of
+ * a state is unchanged. Since 0.5. */
+ELM_API int elm_state_set_threads(elm_state *state, int n);
+
 /* The recurrent state as (B, ELM_SIZE_STATE) floats: per stream the
  * synaptic traces (v1, n_s) or the branch traces (n_b; v1 models whose
  * synapses share one time constant per branch store branch traces too),
@@ -391,6 +400,12 @@ typedef enum elm_tape_flag {
 ELM_API int elm_tape_create(const elm_model *model, size_t B, size_t T_max,
                             unsigned flags, elm_tape **out);
 ELM_API void elm_tape_free(elm_tape *tape);
+/* Forward and backward of the tape's B streams on n threads (1, the
+ * default; at most B): the streams are split into n contiguous groups run
+ * by workers the tape owns; the parameter gradient is the sum of the
+ * groups' partial gradients in a fixed order, so results are deterministic
+ * for a given n. Since 0.5. */
+ELM_API int elm_tape_set_threads(elm_tape *tape, int n);
 
 /* Bytes the tape allocated (all of it, workspaces included). Since 0.2. */
 ELM_API int elm_tape_memory(const elm_tape *tape, size_t *bytes);
@@ -878,10 +893,13 @@ typedef enum elm_train_option {
     ELM_TRAIN_PATIENCE = 5,     /* early stopping, 0 = off (default) */
     ELM_TRAIN_MAX_BATCHES = 6,  /* batches per epoch, 0 = all (default) */
     ELM_TRAIN_NONFINITE = 7,    /* ELM_NONFINITE_STOP (default) | _SKIP */
-    ELM_TRAIN_SELECT = 8        /* metric choosing the best epoch:
+    ELM_TRAIN_SELECT = 8,       /* metric choosing the best epoch:
                                    ELM_METRIC_VAL_LOSS (default, lower is
                                    better), ELM_METRIC_VAL_ACCURACY or
                                    ELM_METRIC_VAL_AUC (higher is better) */
+    ELM_TRAIN_THREADS = 9       /* threads of training and evaluation, >= 1,
+                                   default 1 (elm_tape_set_threads). Since
+                                   0.5. */
 } elm_train_option;
 
 typedef enum elm_nonfinite_policy {

@@ -423,3 +423,10 @@ ELM_API int elm_model_forward(const elm_model *m, const float *x, size_t B, size
     elm_state_free(s);
     return rc;
 }
+
+/* Placeholder until the worker pool lands (issue 7). */
+ELM_API int elm_state_set_threads(elm_state *state, int n) {
+    if (!state) return elm__fail(ELM_E_NULL, "elm_state_set_threads: NULL argument");
+    if (n == 1) return ELM_OK;
+    return elm__fail(ELM_E_UNSUPPORTED, "elm_state_set_threads: threads are not implemented yet");
+}

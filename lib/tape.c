@@ -307,3 +307,10 @@ ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
     tp->T = T;
     return ELM_OK;
 }
+
+/* Placeholder until the worker pool lands (issue 7). */
+ELM_API int elm_tape_set_threads(elm_tape *tape, int n) {
+    if (!tape) return elm__fail(ELM_E_NULL, "elm_tape_set_threads: NULL argument");
+    if (n == 1) return ELM_OK;
+    return elm__fail(ELM_E_UNSUPPORTED, "elm_tape_set_threads: threads are not implemented yet");
+}

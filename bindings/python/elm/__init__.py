@@ -35,7 +35,7 @@ resolved on first access (PEP 562).
 
 import importlib
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 # public name -> module defining it
 _LAZY = {

@@ -191,6 +191,7 @@ class TrainOption(enum.IntEnum):
     MAX_BATCHES = 6
     NONFINITE = 7
     SELECT = 8
+    THREADS = 9
 
 
 class NonfinitePolicy(enum.IntEnum):
@@ -405,11 +406,13 @@ PROTOTYPES = {
     "elm_state_forward": (_I, [_vp, _vp, c_size_t, _vp]),
     "elm_state_forward_traced": (_I, [_vp, _vp, c_size_t, _vp, _vp, _vp, _vp]),
     "elm_state_reset": (_I, [_vp, c_int64]),
+    "elm_state_set_threads": (_I, [_vp, c_int]),
     "elm_state_get": (_I, [_vp, _vp, c_size_t]),
     "elm_state_set": (_I, [_vp, _vp, c_size_t]),
     # 6. tape
     "elm_tape_create": (_I, [_vp, c_size_t, c_size_t, c_uint, _vpp]),
     "elm_tape_free": (None, [_vp]),
+    "elm_tape_set_threads": (_I, [_vp, c_int]),
     "elm_tape_memory": (_I, [_vp, _szp]),
     "elm_tape_forward": (_I, [_vp, _vp, c_size_t, _vp]),
     "elm_tape_backward": (_I, [_vp, _vp, _vp, _vp, _vp]),
