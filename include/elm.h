@@ -375,7 +375,7 @@ ELM_API int elm_state_set(elm_state *state, const float *src, size_t n);
  * tau_b (v2) only with ELM_TAPE_GRAD_TAU. The routing table has none.
  *
  * Memory is sized at creation for T_max steps. By default the tape keeps
- * every step's activations (~ (2 n_b + 2 n_m + L H) floats per stream and
+ * every step's activations (~ (2 n_b + 2 n_m + 2 L H) floats per stream and
  * step, plus per-segment workspaces). With ELM_TAPE_CHECKPOINT it keeps the
  * recurrent state only at the start of segments of ~sqrt(T_max) steps and
  * recomputes each segment during the backward: memory grows with sqrt(T)
@@ -404,7 +404,8 @@ ELM_API void elm_tape_free(elm_tape *tape);
  * default; at most B): the streams are split into n contiguous groups run
  * by workers the tape owns; the parameter gradient is the sum of the
  * groups' partial gradients in a fixed order, so results are deterministic
- * for a given n. Since 0.5. */
+ * for a given n. Changing n discards the recorded forward (the next
+ * backward needs a new forward). Since 0.5. */
 ELM_API int elm_tape_set_threads(elm_tape *tape, int n);
 
 /* Bytes the tape allocated (all of it, workspaces included). Since 0.2. */
@@ -897,9 +898,11 @@ typedef enum elm_train_option {
                                    ELM_METRIC_VAL_LOSS (default, lower is
                                    better), ELM_METRIC_VAL_ACCURACY or
                                    ELM_METRIC_VAL_AUC (higher is better) */
-    ELM_TRAIN_THREADS = 9       /* threads of training and evaluation, >= 1,
-                                   default 1 (elm_tape_set_threads). Since
-                                   0.5. */
+    ELM_TRAIN_THREADS = 9       /* threads of training and evaluation, in
+                                   [1, B], default 1 (elm_tape_set_threads,
+                                   elm_state_set_threads); not stored in
+                                   checkpoints: a load keeps the trainer's
+                                   count. Since 0.5. */
 } elm_train_option;
 
 typedef enum elm_nonfinite_policy {

@@ -21,6 +21,7 @@
 #include "tape.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Weight rows of the parameter buffer. */
@@ -60,7 +61,7 @@ static void recurrent_backward(elm_tape *tp, size_t r0, int n) {
         float *gm = tp->dM + row * nm;
         for (size_t i = 0; i < (size_t)B * nm; i++) gm[i] += tp->dmc[i];
         const float *mprev = t > 0 ? M + (row - (size_t)B) * nm : tp->m0;
-        elm__memory_backward(B, nm, gm, Z + row * nm, mprev, m->kappa_m, m->mem_coef,
+        elm__tape_memory_backward(B, nm, gm, Z + row * nm, mprev, m->kappa_m, m->mem_coef,
                              dZ + row * nm, tp->dmc, acc_coef, acc_kappa);
         for (int l = L; l >= 1; l--) {
             const elm_layer *ly = &m->layers[l];
@@ -89,9 +90,7 @@ static void weight_gradients(elm_tape *tp, size_t r0, int n) {
     for (int l = L; l >= 1; l--) {
         const float *dh = tp->dH + (size_t)l * dh_stride; /* dZ when l == L */
         int out = m->layers[l].out;
-        float *U = tp->U;
-        memcpy(U, tp->Hp + (size_t)(l - 1) * hp_stride + r0 * B * H, rows * H * sizeof(float));
-        elm__activate(m->act, U, rows * H);
+        const float *U = tp->Ha + (size_t)(l - 1) * hp_stride + r0 * B * H;
         const elm_tensor *w = &m->tensors[3 + 2 * l], *b = &m->tensors[4 + 2 * l];
         elm__sgemm(1, 0, (size_t)out, (size_t)H, rows, 1.0f, dh, (size_t)out, U, (size_t)H, 1.0f,
                    g + w->offset, (size_t)H);
@@ -218,23 +217,11 @@ static void finish(elm_tape *tp) {
     }
 }
 
-ELM_API int elm_tape_backward(elm_tape *tp, const float *x, const float *dy, float *grad,
-                              float *dx) {
-    if (!tp || !x || !dy || !grad) return elm__fail(ELM_E_NULL, "elm_tape_backward: NULL argument");
+/* The whole backward of one tape (or thread group) into tp->gbuf, which it
+ * zeroes first; dx, when not NULL, is this tape's (B, T, n_in) part. */
+static int backward(elm_tape *tp, const float *x, size_t T, const float *dy, float *dx) {
     const elm_model *m = tp->model;
-    if (tp->T == 0)
-        return elm__fail(ELM_E_INVALID, "elm_tape_backward: no forward recorded on this tape "
-                                        "(or the last one failed)");
-    if (tp->layout_gen != m->layout_gen)
-        return elm__fail(ELM_E_INVALID, "elm_tape_backward: the model's trace layout changed "
-                                        "since this tape was created; create a new tape");
-    size_t T = tp->T, B = (size_t)tp->B, nm = (size_t)m->n_m;
-    size_t ndy = B * T * (size_t)m->n_out;
-    for (size_t i = 0; i < ndy; i++)
-        if (!isfinite(dy[i]))
-            return elm__fail(ELM_E_NONFINITE, "elm_tape_backward: dy[%zu, %zu, %zu] is %g",
-                             i / ((size_t)m->n_out * T), i / (size_t)m->n_out % T,
-                             i % (size_t)m->n_out, (double)dy[i]);
+    size_t B = (size_t)tp->B, nm = (size_t)m->n_m;
     memset(tp->gbuf, 0, m->n_params * sizeof(float));
     memset(tp->gc, 0, B * m->n_s * sizeof(float));
     if (tp->R) memset(tp->Rc, 0, B * m->n_s * sizeof(float));
@@ -284,6 +271,55 @@ ELM_API int elm_tape_backward(elm_tape *tp, const float *x, const float *dy, flo
         trace_backward(tp, T, t0, n, dx);
     }
     finish(tp);
-    for (size_t i = 0; i < m->n_params; i++) grad[i] += tp->gbuf[i];
+    return ELM_OK;
+}
+
+static void group_backward(void *ctx, int part, int n_parts) {
+    (void)n_parts;
+    elm_tape *tp = ctx, *g = tp->sub[part];
+    const elm_model *m = tp->model;
+    size_t T = tp->run_T, b0 = (size_t)g->b_off;
+    int rc = backward(g, tp->run_x + b0 * T * m->n_in, T, tp->run_dy + b0 * T * m->n_out,
+                      tp->run_dx ? tp->run_dx + b0 * T * m->n_in : NULL);
+    g->run_rc = rc;
+    if (rc != ELM_OK) snprintf(g->run_err, sizeof g->run_err, "%s", elm_last_error());
+}
+
+ELM_API int elm_tape_backward(elm_tape *tp, const float *x, const float *dy, float *grad,
+                              float *dx) {
+    if (!tp || !x || !dy || !grad) return elm__fail(ELM_E_NULL, "elm_tape_backward: NULL argument");
+    const elm_model *m = tp->model;
+    if (tp->T == 0)
+        return elm__fail(ELM_E_INVALID, "elm_tape_backward: no forward recorded on this tape "
+                                        "(or the last one failed)");
+    if (tp->layout_gen != m->layout_gen)
+        return elm__fail(ELM_E_INVALID, "elm_tape_backward: the model's trace layout changed "
+                                        "since this tape was created; create a new tape");
+    size_t T = tp->T, B = (size_t)tp->B;
+    size_t ndy = B * T * (size_t)m->n_out;
+    for (size_t i = 0; i < ndy; i++)
+        if (!isfinite(dy[i]))
+            return elm__fail(ELM_E_NONFINITE, "elm_tape_backward: dy[%zu, %zu, %zu] is %g",
+                             i / ((size_t)m->n_out * T), i / (size_t)m->n_out % T,
+                             i % (size_t)m->n_out, (double)dy[i]);
+    if (tp->n_threads == 1) {
+        int rc = backward(tp, x, T, dy, dx);
+        if (rc != ELM_OK) return rc;
+        for (size_t i = 0; i < m->n_params; i++) grad[i] += tp->gbuf[i];
+        return ELM_OK;
+    }
+    tp->run_x = x;
+    tp->run_dy = dy;
+    tp->run_dx = dx;
+    tp->run_T = T;
+    elm__pool_run(tp->pool, group_backward, tp);
+    for (int g = 0; g < tp->n_threads; g++)
+        if (tp->sub[g]->run_rc != ELM_OK)
+            return elm__fail(tp->sub[g]->run_rc, "%s", tp->sub[g]->run_err);
+    /* group order: deterministic for a given n */
+    for (int g = 0; g < tp->n_threads; g++) {
+        const float *gb = tp->sub[g]->gbuf;
+        for (size_t i = 0; i < m->n_params; i++) grad[i] += gb[i];
+    }
     return ELM_OK;
 }

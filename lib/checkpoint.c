@@ -255,7 +255,12 @@ static int load_checkpoint(elm_trainer *tr, const void *src, size_t size, const 
     m->meta = meta;
     m->n_meta = n_meta;
     memcpy(tr->best, best ? best_params : dst->params, tr->n_params * sizeof(float));
+    /* The thread count is how this process runs, not training state: TRNR
+     * has no slot for it (0.4 checkpoints load unchanged) and a load keeps
+     * the trainer's own. */
+    double threads = tr->opt_v[ELM_TRAIN_THREADS];
     memcpy(tr->opt_v, p.opt_v, sizeof p.opt_v);
+    tr->opt_v[ELM_TRAIN_THREADS] = threads;
     memcpy(tr->metric, p.metric, sizeof p.metric);
     tr->fit = p.fit;
     tr->rng = p.rng;

@@ -132,6 +132,10 @@ void elm__pack_panels(const float *w /* (out, in) */, int out, int in, float *ds
 void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx,
                        const float *panels, int in_total, int row0, float *y,
                        size_t ldy, int accumulate);
+/* y (B, out) += x (B, in) @ W^T like elm__matmul_small with accumulate,
+ * register-blocked over up to 6 streams (each panel read once per 6). */
+void elm__matmul_rows(int B, int in, int out, const float *x, size_t ldx,
+                      const float *panels, int in_total, int row0, float *y, size_t ldy);
 void elm__activate(int act, float *x, size_t n);
 /* bit k of bits[k / 64] = block x[16k .. 16k + 16) holds a value other than
  * +-0 (NaN and Inf count as non-zero); bits holds ceil(n / 1024) words. */
@@ -169,6 +173,11 @@ void elm__layer_product(int B, const elm_layer *l, int row0, int in, const float
  * or -1. blocks, unless NULL, receives the non-zero 16-blocks of x as
  * elm__nonzero_blocks writes them (ceil(n_in / 1024) words). */
 int elm__drive_row(const elm_model *m, const float *x, float *d, uint64_t *blocks);
+/* kernels/vec.c: d (n_trace) += x (n) W_in over the non-zero inputs, W_in
+ * in CSR form (ptr, tgt, w as in elm_model); stops at the first non-finite
+ * input and returns its index (else -1); blocks as for elm__drive_row. */
+int elm__drive_scan(const float *x, int n, const int32_t *ptr, const int32_t *tgt, const float *w,
+                    float *d, uint64_t *blocks);
 /* c (n_b) = branch input from a trace row. */
 void elm__branch_input(const elm_model *m, const float *trace, float *c);
 /* rows of y (rows, n) = bias (n) */

@@ -11,8 +11,12 @@
  *   m    = kappa_m * m + coef * g(z)
  *   y    = m W_y^T + b_y
  * The sequence forward runs d, t and the c part of layer 0 for a whole
- * chunk of steps first (one large product), then the recurrent rest. */
+ * chunk of steps first (one large product), then the recurrent rest.
+ * Every operation is independent per stream: with elm_state_set_threads(n)
+ * the streams form n contiguous groups, each running the whole step or
+ * forward over its rows on one thread of the state's pool (group_view). */
 #include "elm_internal.h"
+#include "pool.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -20,6 +24,21 @@
 
 /* Chunk length is chosen so that the hoisted layer-0 block stays ~1 MiB. */
 #define ELM_CHUNK_FLOATS (1u << 18)
+
+/* One group of streams [b0, b0 + B): row slices of the state arrays, and
+ * its own slices of the workspaces. A workspace of the state holding
+ * (rows, w) floats per stream is cut into consecutive pieces of (rows, Bg,
+ * w): the groups' pieces add up to the state's size, so the chunk buffers
+ * of a group stay time-major over its own streams and no allocation is
+ * needed. With one group the view is the whole state. */
+typedef struct group {
+    int b0, B;
+    float *trace, *mem, *syn, *d, *u, *h0, *h1, *D, *C, *P, *M, *Y, *snap;
+    /* the first non-finite input found, as (t, b, i) in the whole batch */
+    int bad;
+    size_t bad_t;
+    int bad_b, bad_i;
+} group;
 
 struct elm_state {
     const elm_model *model;
@@ -44,6 +63,9 @@ struct elm_state {
     float *snap;   /* (B, n_trace + n_m) rollback copy */
     float *snap_syn; /* (B, n_s) rollback copy of syn (v1 only) */
     void *block;   /* one allocation holding all of the above */
+    int n_threads; /* groups of streams, each run by one thread */
+    struct group *groups; /* (n_threads) */
+    elm__pool *pool;      /* n_threads - 1 workers; NULL for one thread */
 };
 
 /* Below ELM_SMALL_BATCH streams a per-step product is too small for BLIS to
@@ -72,7 +94,11 @@ ELM_API int elm_state_create(const elm_model *m, size_t B, elm_state **out) {
     s->B = (int)B;
     s->out0 = m->L > 0 ? m->H : m->n_m;
     s->wide = m->H > m->n_m ? m->H : m->n_m;
-    size_t per_step = (size_t)B * (size_t)(s->out0 > m->n_s ? s->out0 : m->n_s);
+    /* D holds n_trace floats per row: a state refuses to run once the
+     * model's trace layout changed (check_layout), so the width at creation
+     * is the only one D ever holds. Sizing by n_s instead would cut the
+     * chunk of a collapsed model with many synapses to 8 steps. */
+    size_t per_step = (size_t)B * (size_t)(s->out0 > m->n_trace ? s->out0 : m->n_trace);
     size_t tc = ELM_CHUNK_FLOATS / (per_step ? per_step : 1);
     s->Tc = tc < 8 ? 8 : tc > 512 ? 512 : (int)tc;
 
@@ -89,7 +115,7 @@ ELM_API int elm_state_create(const elm_model *m, size_t B, elm_state **out) {
         Bz * (nb + nm),            /* u */
         Bz * (size_t)s->wide,      /* h0 */
         Bz * (size_t)s->wide,      /* h1 */
-        Tz * Bz * nS,              /* D */
+        Tz * Bz * (size_t)m->n_trace, /* D */
         Tz * Bz * nb,              /* C */
         Tz * Bz * (size_t)s->out0, /* P */
         Tz * Bz * nm,              /* M */
@@ -120,6 +146,12 @@ ELM_API int elm_state_create(const elm_model *m, size_t B, elm_state **out) {
         *slots[i] = sizes[i] ? p : NULL;
         p += (sizes[i] + 15) / 16 * 16;
     }
+    s->n_threads = 1;
+    if (!(s->groups = calloc(1, sizeof *s->groups))) {
+        free(s->block);
+        free(s);
+        return elm__fail(ELM_E_NOMEM, "elm_state_create: out of memory");
+    }
     elm_state_reset(s, ELM_ALL_STREAMS);
     *out = s;
     return ELM_OK;
@@ -127,6 +159,8 @@ ELM_API int elm_state_create(const elm_model *m, size_t B, elm_state **out) {
 
 ELM_API void elm_state_free(elm_state *s) {
     if (!s) return;
+    elm__pool_free(s->pool);
+    free(s->groups);
     free(s->block);
     free(s);
 }
@@ -166,29 +200,7 @@ ELM_API int elm_state_reset(elm_state *s, int64_t stream) {
  * input, or -1. Zeros are skipped: spike input costs only its events. */
 int elm__drive_row(const elm_model *m, const float *x, float *d, uint64_t *blocks) {
     memset(d, 0, (size_t)m->n_trace * sizeof *d);
-    const int32_t *ptr = m->drive_ptr, *tgt = m->drive_tgt;
-    const float *w = m->drive_w;
-    /* Whole blocks of 16 zeros are skipped after one vectorised test, in
-     * spans of 64 x 64 blocks so the bit set fits on the stack. */
-    enum { SPAN = 64 * 64 * 16 };
-    uint64_t local[64];
-    for (int base = 0; base < m->n_in; base += SPAN) {
-        int n = m->n_in - base < SPAN ? m->n_in - base : SPAN;
-        uint64_t *bits = blocks ? blocks + base / 1024 : local;
-        elm__nonzero_blocks(x + base, n, bits);
-        for (int wd = 0; wd < (n + 1023) / 1024; wd++)
-            for (uint64_t word = bits[wd]; word; word &= word - 1) {
-                int i0 = base + (wd * 64 + __builtin_ctzll(word)) * 16;
-                int i1 = i0 + 16 < m->n_in ? i0 + 16 : m->n_in;
-                for (int i = i0; i < i1; i++) {
-                    float v = x[i];
-                    if (v == 0.0f) continue;
-                    if (!isfinite(v)) return i;
-                    for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
-                }
-            }
-    }
-    return -1;
+    return elm__drive_scan(x, m->n_in, m->drive_ptr, m->drive_tgt, m->drive_w, d, blocks);
 }
 
 /* c (n_b) = branch input from a trace row. */
@@ -212,36 +224,169 @@ static void syn_update(const elm_model *m, float *syn, const float *x) {
     }
 }
 
-/* The recurrent part of one step for all streams. h (B, out0) holds the
- * layer-0 bias; with `branch_done` it also holds the branch part already
- * (sequence path) and s->u's branch columns are not read. u's memory
- * columns get kappa_m * m, then the MLP runs and mem is updated. */
-static void recurrent_step(elm_state *s, float *h, bool branch_done) {
+
+static void group_view(const elm_state *s, int b0, int Bg, group *g) {
     const elm_model *m = s->model;
-    int B = s->B, nu = m->n_b + m->n_m;
+    size_t b = (size_t)b0, Tb = (size_t)s->Tc * b, nS = (size_t)m->n_s, nt = (size_t)m->n_trace,
+           nm = (size_t)m->n_m, nb = (size_t)m->n_b;
+    g->b0 = b0;
+    g->B = Bg;
+    g->trace = s->trace + b * nt;
+    g->mem = s->mem + b * nm;
+    g->syn = s->syn ? s->syn + b * nS : NULL;
+    g->d = s->d + b * nS;
+    g->u = s->u + b * (nb + nm);
+    g->h0 = s->h0 + b * (size_t)s->wide;
+    g->h1 = s->h1 + b * (size_t)s->wide;
+    g->D = s->D + Tb * nt;
+    g->C = s->C + Tb * nb;
+    g->P = s->P + Tb * (size_t)s->out0;
+    g->M = s->M + Tb * nm;
+    g->Y = s->Y + Tb * (size_t)m->n_out;
+    g->snap = s->snap + b * (nt + nm);
+    g->bad = 0;
+}
+
+/* The per-step products of the state: y (B, l->out) += x (B, in) @ rows
+ * [row0, row0 + in) of the layer's weight, from the panels packed in
+ * prepare. For several streams the register-blocked kernel reads each
+ * panel once per 6 streams; unlike BLIS it packs nothing per call, which
+ * on these shapes (B x 100..200 x 100..200) is most of BLIS's overhead. */
+static void state_product(int B, const elm_layer *l, int row0, int in, const float *x, size_t ldx,
+                          float *y, size_t ldy) {
+    if (B == 1)
+        elm__matmul_small(B, in, l->out, x, ldx, l->panels, l->in, row0, y, ldy, 1);
+    else
+        elm__matmul_rows(B, in, l->out, x, ldx, l->panels, l->in, row0, y, ldy);
+}
+
+/* The recurrent part of one step for the group's streams. h (B, out0)
+ * holds the layer-0 bias; with `branch_done` it also holds the branch part
+ * already (sequence path) and g->u's branch columns are not read. u's
+ * memory columns get kappa_m * m, then the MLP runs and mem is updated. */
+static void recurrent_step(const elm_state *s, group *g, float *h, bool branch_done) {
+    const elm_model *m = s->model;
+    int B = g->B, nu = m->n_b + m->n_m;
     for (int b = 0; b < B; b++) {
-        float *u = s->u + (size_t)b * nu + m->n_b;
-        const float *mb = s->mem + (size_t)b * m->n_m;
+        float *u = g->u + (size_t)b * nu + m->n_b;
+        const float *mb = g->mem + (size_t)b * m->n_m;
         for (int i = 0; i < m->n_m; i++) u[i] = m->kappa_m[i] * mb[i];
     }
     const elm_layer *l0 = &m->layers[0];
     if (branch_done)
-        elm__layer_product(B, l0, m->n_b, m->n_m, s->u + m->n_b, (size_t)nu, h, (size_t)l0->out);
+        state_product(B, l0, m->n_b, m->n_m, g->u + m->n_b, (size_t)nu, h, (size_t)l0->out);
     else
-        elm__layer_product(B, l0, 0, nu, s->u, (size_t)nu, h, (size_t)l0->out);
+        state_product(B, l0, 0, nu, g->u, (size_t)nu, h, (size_t)l0->out);
     /* Hidden layers alternate between two scratch rows, never writing the
      * buffer they read. */
-    float *bufs[2] = {h == s->h0 ? s->h1 : s->h0, h == s->h0 ? s->h0 : s->h1};
+    float *bufs[2] = {h == g->h0 ? g->h1 : g->h0, h == g->h0 ? g->h0 : g->h1};
     float *cur = h;
     for (int i = 1; i <= m->L; i++) {
         const elm_layer *l = &m->layers[i];
         float *next = bufs[(i - 1) % 2];
         elm__activate(m->act, cur, (size_t)B * (size_t)l->in);
         elm__fill_rows(next, l->b, (size_t)B, l->out);
-        elm__layer_product(B, l, 0, l->in, cur, (size_t)l->in, next, (size_t)l->out);
+        state_product(B, l, 0, l->in, cur, (size_t)l->in, next, (size_t)l->out);
         cur = next;
     }
-    elm__memory_update(B, m->n_m, s->mem, m->kappa_m, m->mem_coef, cur);
+    elm__memory_update(B, m->n_m, g->mem, m->kappa_m, m->mem_coef, cur);
+}
+
+/* The drive of the group's streams for one step into g->d; false (and the
+ * failure recorded) on a non-finite input. x is the whole batch's step. */
+static bool step_drive(const elm_state *s, group *g, const float *x) {
+    const elm_model *m = s->model;
+    for (int b = 0; b < g->B; b++) {
+        int bad = elm__drive_row(m, x + (size_t)(g->b0 + b) * m->n_in,
+                                 g->d + (size_t)b * m->n_trace, NULL);
+        if (bad >= 0) {
+            g->bad = 1;
+            g->bad_t = 0;
+            g->bad_b = g->b0 + b;
+            g->bad_i = bad;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The rest of a step once the drive is in g->d; y (g->B, n_out) holds the
+ * group's outputs, or is NULL. */
+static void step_rest(const elm_state *s, group *g, float *y) {
+    const elm_model *m = s->model;
+    int B = g->B, nt = m->n_trace;
+    for (int b = 0; b < B; b++) {
+        float *tr = g->trace + (size_t)b * nt;
+        const float *d = g->d + (size_t)b * nt;
+        for (int i = 0; i < nt; i++) tr[i] = m->kappa_trace[i] * tr[i] + d[i];
+    }
+    /* u's branch columns; recurrent_step adds the memory columns and runs
+     * layer 0 over both in one pass. */
+    int nu = m->n_b + m->n_m;
+    for (int b = 0; b < B; b++) elm__branch_input(m, g->trace + (size_t)b * nt, g->u + (size_t)b * nu);
+    elm__fill_rows(g->h0, m->layers[0].b, (size_t)B, m->layers[0].out);
+    recurrent_step(s, g, g->h0, false);
+    if (y) {
+        elm__fill_rows(y, m->readout.b, (size_t)B, m->n_out);
+        state_product(B, &m->readout, 0, m->n_m, g->mem, (size_t)m->n_m, y, (size_t)m->n_out);
+    }
+}
+
+/* Work handed to the pool: one group per part. */
+typedef struct job {
+    elm_state *s;
+    const float *x;
+    float *y, *syn, *branch, *mem;
+    size_t T;
+    bool forward; /* else one step */
+} job;
+
+static int forward_chunk(const elm_state *s, group *g, const float *x, size_t T, size_t t0, int n,
+                         float *y, float *syn_out, float *branch_out, float *mem_out);
+
+static void group_bounds(int B, int n, int part, int *b0, int *Bg) {
+    int q = B / n, r = B % n;
+    *b0 = part * q + (part < r ? part : r);
+    *Bg = q + (part < r);
+}
+
+static void run_part(void *ctx, int part, int n_parts) {
+    job *j = ctx;
+    elm_state *s = j->s;
+    group *g = &s->groups[part];
+    int b0, Bg;
+    group_bounds(s->B, n_parts, part, &b0, &Bg);
+    group_view(s, b0, Bg, g);
+    const elm_model *m = s->model;
+    if (!j->forward) {
+        /* A group cannot see the others' inputs: it saves its own rows
+         * first, and the caller restores them if another group failed. */
+        if (!step_drive(s, g, j->x)) return;
+        size_t nt = (size_t)m->n_trace, nm = (size_t)m->n_m;
+        for (int b = 0; b < Bg; b++) {
+            memcpy(g->snap + (size_t)b * (nt + nm), g->trace + (size_t)b * nt, nt * sizeof(float));
+            memcpy(g->snap + (size_t)b * (nt + nm) + nt, g->mem + (size_t)b * nm, nm * sizeof(float));
+        }
+        /* outputs go to the group's workspace; the caller copies them
+         * once every group has passed its input check */
+        step_rest(s, g, j->y ? g->Y : NULL);
+        return;
+    }
+    for (size_t t0 = 0; t0 < j->T; t0 += (size_t)s->Tc) {
+        int n = j->T - t0 < (size_t)s->Tc ? (int)(j->T - t0) : s->Tc;
+        if (!forward_chunk(s, g, j->x, j->T, t0, n, j->y, j->syn, j->branch, j->mem)) return;
+    }
+}
+
+/* The group whose failure comes first in (t, b) order, as one thread
+ * running the whole batch would meet it; NULL if none failed. */
+static const group *first_failure(const elm_state *s) {
+    const group *best = NULL;
+    for (int i = 0; i < s->n_threads; i++) {
+        const group *g = &s->groups[i];
+        if (g->bad && (!best || g->bad_t < best->bad_t)) best = g;
+    }
+    return best;
 }
 
 ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
@@ -249,88 +394,114 @@ ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
     int rc = check_layout(s, "elm_state_step");
     if (rc) return rc;
     const elm_model *m = s->model;
-    int B = s->B, nt = m->n_trace;
-    for (int b = 0; b < B; b++) {
-        int bad = elm__drive_row(m, x + (size_t)b * m->n_in, s->d + (size_t)b * nt, NULL);
-        if (bad >= 0)
-            return elm__fail(ELM_E_NONFINITE, "elm_state_step: x[%d, %d] is %g", b, bad,
-                             (double)x[(size_t)b * m->n_in + bad]);
+    const group *bad;
+    if (s->n_threads == 1) {
+        group *g = &s->groups[0];
+        group_view(s, 0, s->B, g);
+        bad = step_drive(s, g, x) ? NULL : g;
+        if (!bad) step_rest(s, g, y);
+    } else {
+        job j = {.s = s, .x = x, .y = y, .forward = false};
+        elm__pool_run(s->pool, run_part, &j);
+        bad = first_failure(s);
+        if (!bad && y)
+            for (int i = 0; i < s->n_threads; i++) {
+                const group *g = &s->groups[i];
+                memcpy(y + (size_t)g->b0 * m->n_out, g->Y, (size_t)g->B * m->n_out * sizeof *y);
+            }
+        if (bad) {
+            /* Put back the groups that went ahead; y is untouched. */
+            size_t nt = (size_t)m->n_trace, nm = (size_t)m->n_m;
+            for (int i = 0; i < s->n_threads; i++) {
+                const group *g = &s->groups[i];
+                if (g->bad) continue;
+                for (int b = 0; b < g->B; b++) {
+                    memcpy(g->trace + (size_t)b * nt, g->snap + (size_t)b * (nt + nm), nt * sizeof(float));
+                    memcpy(g->mem + (size_t)b * nm, g->snap + (size_t)b * (nt + nm) + nt, nm * sizeof(float));
+                }
+            }
+        }
     }
+    if (bad)
+        return elm__fail(ELM_E_NONFINITE, "elm_state_step: x[%d, %d] is %g", bad->bad_b,
+                         bad->bad_i, (double)x[(size_t)bad->bad_b * m->n_in + bad->bad_i]);
     if (m->collapsed && m->version == ELM_V1) s->syn_valid = false;
-    for (int b = 0; b < B; b++) {
-        float *tr = s->trace + (size_t)b * nt;
-        const float *d = s->d + (size_t)b * nt;
-        for (int i = 0; i < nt; i++) tr[i] = m->kappa_trace[i] * tr[i] + d[i];
-    }
-    /* u's branch columns; recurrent_step adds the memory columns and runs
-     * layer 0 over both in one pass. */
-    int nu = m->n_b + m->n_m;
-    for (int b = 0; b < B; b++) elm__branch_input(m, s->trace + (size_t)b * nt, s->u + (size_t)b * nu);
-    elm__fill_rows(s->h0, m->layers[0].b, (size_t)B, m->layers[0].out);
-    recurrent_step(s, s->h0, false);
-    if (y) {
-        elm__fill_rows(y, m->readout.b, (size_t)B, m->n_out);
-        elm__layer_product(B, &m->readout, 0, m->n_m, s->mem, (size_t)m->n_m, y, (size_t)m->n_out);
-    }
     return ELM_OK;
 }
 
-/* Steps [t0, t0 + n) of the sequence x (B, T, n_in). */
-static int forward_chunk(elm_state *s, const float *x, size_t T, size_t t0, int n, float *y,
-                         float *syn_out, float *branch_out, float *mem_out) {
+/* Steps [t0, t0 + n) of the sequence x (B, T, n_in) for the group's
+ * streams (x, y and the traced outputs are the whole batch's). false, with
+ * the failure recorded, on a non-finite input. */
+static int forward_chunk(const elm_state *s, group *g, const float *x, size_t T, size_t t0, int n,
+                         float *y, float *syn_out, float *branch_out, float *mem_out) {
     const elm_model *m = s->model;
-    int B = s->B, nt = m->n_trace, nb = m->n_b, nm = m->n_m, out0 = s->out0;
+    int B = g->B, nt = m->n_trace, nb = m->n_b, nm = m->n_m, out0 = s->out0;
     size_t rows = (size_t)n * (size_t)B;
-    /* 1. drive for every (step, stream), time-major */
-    for (int t = 0; t < n; t++)
-        for (int b = 0; b < B; b++) {
-            const float *xr = x + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_in;
-            int bad = elm__drive_row(m, xr, s->D + ((size_t)t * B + b) * nt, NULL);
-            if (bad >= 0)
-                return elm__fail(ELM_E_NONFINITE, "elm_state_forward: x[%d, %zu, %d] is %g", b,
-                                 t0 + (size_t)t, bad, (double)xr[bad]);
+    /* 1. drive for every (step, stream) into D, time-major. x is read
+     * stream by stream: each stream's n rows are contiguous, which the
+     * hardware prefetcher follows (reading across streams at one step
+     * jumps T * n_in floats per row and runs at half the bandwidth). The
+     * failure reported is the first in (t, b) order, as a time-major scan
+     * meets it: once one is found, later streams are scanned only up to
+     * its step. */
+    int lim = n;
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + ((size_t)(g->b0 + b) * T + t0) * (size_t)m->n_in;
+        for (int t = 0; t < lim; t++) {
+            int bad = elm__drive_row(m, xb + (size_t)t * m->n_in, g->D + ((size_t)t * B + b) * nt, NULL);
+            if (bad >= 0) {
+                g->bad = 1;
+                g->bad_t = t0 + (size_t)t;
+                g->bad_b = g->b0 + b;
+                g->bad_i = bad;
+                lim = t;
+                break;
+            }
         }
+    }
+    if (g->bad) return 0;
     /* 2. leaky scan of the traces, and the branch input */
     for (int t = 0; t < n; t++)
         for (int b = 0; b < B; b++) {
-            float *cur = s->D + ((size_t)t * B + b) * nt;
-            float *prev = s->trace + (size_t)b * nt;
+            float *cur = g->D + ((size_t)t * B + b) * nt;
+            float *prev = g->trace + (size_t)b * nt;
             for (int i = 0; i < nt; i++) prev[i] = cur[i] = m->kappa_trace[i] * prev[i] + cur[i];
-            if (!m->collapsed) elm__branch_input(m, cur, s->C + ((size_t)t * B + b) * nb);
+            if (!m->collapsed) elm__branch_input(m, cur, g->C + ((size_t)t * B + b) * nb);
             if (syn_out) {
-                float *dst = syn_out + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_s;
+                size_t row = (size_t)(g->b0 + b) * T + t0 + (size_t)t;
+                float *dst = syn_out + row * (size_t)m->n_s;
                 if (m->collapsed) {
-                    float *sy = s->syn + (size_t)b * m->n_s;
-                    syn_update(m, sy, x + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_in);
+                    float *sy = g->syn + (size_t)b * m->n_s;
+                    syn_update(m, sy, x + row * (size_t)m->n_in);
                     memcpy(dst, sy, (size_t)m->n_s * sizeof *dst);
                 } else {
                     memcpy(dst, cur, (size_t)m->n_s * sizeof *dst);
                 }
             }
         }
-    const float *C = m->collapsed ? s->D : s->C;
+    const float *C = m->collapsed ? g->D : g->C;
     /* 3. layer 0, branch part, for the whole chunk in one product */
     const elm_layer *l0 = &m->layers[0];
-    elm__fill_rows(s->P, l0->b, rows, out0);
+    elm__fill_rows(g->P, l0->b, rows, out0);
     elm__sgemm(0, 0, rows, (size_t)out0, (size_t)nb, 1.0f, C, (size_t)nb, l0->wt, l0->ldw, 1.0f,
-               s->P, (size_t)out0);
+               g->P, (size_t)out0);
     /* 4. the recurrent part, step by step */
     for (int t = 0; t < n; t++) {
-        recurrent_step(s, s->P + (size_t)t * B * out0, true);
-        memcpy(s->M + (size_t)t * B * nm, s->mem, (size_t)B * nm * sizeof(float));
+        recurrent_step(s, g, g->P + (size_t)t * B * out0, true);
+        memcpy(g->M + (size_t)t * B * nm, g->mem, (size_t)B * nm * sizeof(float));
     }
     /* 5. readout for the whole chunk */
-    elm__fill_rows(s->Y, m->readout.b, rows, m->n_out);
-    elm__sgemm(0, 0, rows, (size_t)m->n_out, (size_t)nm, 1.0f, s->M, (size_t)nm, m->readout.wt,
-               m->readout.ldw, 1.0f, s->Y, (size_t)m->n_out);
+    elm__fill_rows(g->Y, m->readout.b, rows, m->n_out);
+    elm__sgemm(0, 0, rows, (size_t)m->n_out, (size_t)nm, 1.0f, g->M, (size_t)nm, m->readout.wt,
+               m->readout.ldw, 1.0f, g->Y, (size_t)m->n_out);
     for (int t = 0; t < n; t++)
         for (int b = 0; b < B; b++) {
-            size_t dst = (size_t)b * T + t0 + (size_t)t, src = (size_t)t * B + b;
-            if (y) memcpy(y + dst * m->n_out, s->Y + src * m->n_out, (size_t)m->n_out * sizeof *y);
+            size_t dst = (size_t)(g->b0 + b) * T + t0 + (size_t)t, src = (size_t)t * B + b;
+            if (y) memcpy(y + dst * m->n_out, g->Y + src * m->n_out, (size_t)m->n_out * sizeof *y);
             if (branch_out) memcpy(branch_out + dst * nb, C + src * nb, (size_t)nb * sizeof *y);
-            if (mem_out) memcpy(mem_out + dst * nm, s->M + src * nm, (size_t)nm * sizeof *y);
+            if (mem_out) memcpy(mem_out + dst * nm, g->M + src * nm, (size_t)nm * sizeof *y);
         }
-    return ELM_OK;
+    return 1;
 }
 
 ELM_API int elm_state_forward_traced(elm_state *s, const float *x, size_t T, float *y,
@@ -360,17 +531,25 @@ ELM_API int elm_state_forward_traced(elm_state *s, const float *x, size_t T, flo
     }
     bool keep_syn = syn && m->collapsed;
     if (keep_syn) memcpy(s->snap_syn, s->syn, (size_t)s->B * m->n_s * sizeof(float));
-    for (size_t t0 = 0; t0 < T; t0 += (size_t)s->Tc) {
-        int n = T - t0 < (size_t)s->Tc ? (int)(T - t0) : s->Tc;
-        rc = forward_chunk(s, x, T, t0, n, y, syn, branch, mem);
-        if (rc != ELM_OK) {
-            elm_state_set(s, s->snap, (size_t)s->B * nstate);
-            if (keep_syn) {
-                memcpy(s->syn, s->snap_syn, (size_t)s->B * m->n_s * sizeof(float));
-                s->syn_valid = true;
-            }
-            return rc;
+    /* Each group runs every chunk over its streams; a group stops at its
+     * first non-finite input, and then the whole state is put back. */
+    job j = {.s = s, .x = x, .y = y, .syn = syn, .branch = branch, .mem = mem, .T = T,
+             .forward = true};
+    if (s->n_threads == 1)
+        run_part(&j, 0, 1);
+    else
+        elm__pool_run(s->pool, run_part, &j);
+    const group *bad = first_failure(s);
+    if (bad) {
+        double v = (double)x[((size_t)bad->bad_b * T + bad->bad_t) * (size_t)m->n_in + bad->bad_i];
+        rc = elm__fail(ELM_E_NONFINITE, "elm_state_forward: x[%d, %zu, %d] is %g", bad->bad_b,
+                       bad->bad_t, bad->bad_i, v);
+        elm_state_set(s, s->snap, (size_t)s->B * nstate);
+        if (keep_syn) {
+            memcpy(s->syn, s->snap_syn, (size_t)s->B * m->n_s * sizeof(float));
+            s->syn_valid = true;
         }
+        return rc;
     }
     if (m->version == ELM_V1 && m->collapsed && !syn) s->syn_valid = false;
     return ELM_OK;
@@ -424,9 +603,24 @@ ELM_API int elm_model_forward(const elm_model *m, const float *x, size_t B, size
     return rc;
 }
 
-/* Placeholder until the worker pool lands (issue 7). */
-ELM_API int elm_state_set_threads(elm_state *state, int n) {
-    if (!state) return elm__fail(ELM_E_NULL, "elm_state_set_threads: NULL argument");
-    if (n == 1) return ELM_OK;
-    return elm__fail(ELM_E_UNSUPPORTED, "elm_state_set_threads: threads are not implemented yet");
+/* Groups and workers are set up here, never in a step: the pool's
+ * threads wait between calls, and group views are recomputed per call from
+ * the state's arrays (a few pointers). */
+ELM_API int elm_state_set_threads(elm_state *s, int n) {
+    if (!s) return elm__fail(ELM_E_NULL, "elm_state_set_threads: NULL argument");
+    if (n < 1 || n > s->B)
+        return elm__fail(ELM_E_INVALID, "elm_state_set_threads: n = %d outside [1, B = %d]", n, s->B);
+    if (n == s->n_threads) return ELM_OK;
+    elm__pool *pool = NULL;
+    group *groups = calloc((size_t)n, sizeof *groups);
+    if (!groups || (n > 1 && !(pool = elm__pool_create(n)))) {
+        free(groups);
+        return elm__fail(ELM_E_NOMEM, "elm_state_set_threads: cannot start %d threads", n);
+    }
+    elm__pool_free(s->pool);
+    free(s->groups);
+    s->pool = pool;
+    s->groups = groups;
+    s->n_threads = n;
+    return ELM_OK;
 }

@@ -2,6 +2,8 @@
  * backward (backward.c) needs. See tape.h for the segment structure. */
 #include "tape.h"
 
+#include <stdio.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,35 +18,18 @@ static int segment_length(size_t T_max, size_t B) {
     return (int)s;
 }
 
-ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned flags,
-                            elm_tape **out) {
-    if (!m || !out) return elm__fail(ELM_E_NULL, "elm_tape_create: NULL argument");
-    if (B == 0 || B > (1u << 24))
-        return elm__fail(ELM_E_INVALID, "elm_tape_create: batch size %zu outside [1, 2^24]", B);
-    if (T_max == 0 || T_max > ((size_t)1 << 32))
-        return elm__fail(ELM_E_INVALID, "elm_tape_create: T_max %zu outside [1, 2^32]", T_max);
-    if (flags & ~(unsigned)(ELM_TAPE_CHECKPOINT | ELM_TAPE_GRAD_TAU))
-        return elm__fail(ELM_E_INVALID, "elm_tape_create: unknown flags 0x%x", flags);
-    elm_tape *tp = calloc(1, sizeof *tp);
-    if (!tp) return elm__fail(ELM_E_NOMEM, "elm_tape_create: out of memory");
-    tp->model = m;
-    tp->layout_gen = m->layout_gen;
-    tp->B = (int)B;
-    tp->T_max = T_max;
-    tp->flags = flags;
-    tp->ckpt = (flags & ELM_TAPE_CHECKPOINT) != 0;
-    tp->S = segment_length(T_max, B);
-    tp->n_seg = (T_max + (size_t)tp->S - 1) / (size_t)tp->S;
-    tp->out0 = m->L > 0 ? m->H : m->n_m;
-    tp->nu = m->n_b + m->n_m;
-
+/* Allocate tp's block for its B and mode: the record, the workspaces and
+ * the gradient buffer. A tape running on several threads frees its own
+ * block (its groups hold their records) and gets it back at n = 1. */
+static int alloc_block(elm_tape *tp, const char *fn) {
+    const elm_model *m = tp->model;
+    size_t B = (size_t)tp->B, T_max = tp->T_max;
     /* Sizes in elements (floats, or 2 per double), each rounded up to 16. */
     size_t steps = tp->ckpt ? (size_t)tp->S : T_max;
     size_t Bz = B, Sz = (size_t)tp->S, nS = (size_t)m->n_s, nb = (size_t)m->n_b,
-           nm = (size_t)m->n_m, H = (size_t)m->H, L = (size_t)m->L,
-           wide = H > nm ? H : nm;
-    bool tau = (flags & ELM_TAPE_GRAD_TAU) != 0;
-    size_t per_step_rec = nb + L * H + 2 * nm; /* A, Hp, Z, M */
+           nm = (size_t)m->n_m, H = (size_t)m->H, L = (size_t)m->L;
+    bool tau = (tp->flags & ELM_TAPE_GRAD_TAU) != 0;
+    size_t per_step_rec = nb + 2 * L * H + 2 * nm; /* A, Hp, Ha, Z, M */
     size_t sizes[] = {
         0,                          /* rec: computed below */
         tp->ckpt ? tp->n_seg * Bz * (nS + nm) : 0, /* bound */
@@ -54,9 +39,9 @@ ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned
         Sz * Bz * (size_t)m->n_out, /* Yw */
         Sz * Bz * nm,               /* dM */
         Sz * Bz * (L * H + nm),     /* dH */
-        Sz * Bz * wide,             /* U */
+        Sz * Bz * nm,               /* U */
         Sz * Bz * nb,               /* dA */
-        Bz * wide, Bz * nm,         /* act, u */
+        Bz * nm,                    /* u */
         Bz * nS, Bz * nS,           /* gc, Rc */
         Bz * nm, Bz * nm, Bz * nm,  /* dmc, m0, zero */
         2 * nm,                     /* acc */
@@ -70,27 +55,24 @@ ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned
     size_t ev_rows;
     if (!elm__mul_ok(steps, Bz, &sizes[0]) || !elm__mul_ok(sizes[0], per_step_rec, &sizes[0]) ||
         !elm__mul_ok(T_max, Bz, &ev_rows) ||
-        !elm__mul_ok(ev_rows + 1, sizeof(size_t) / sizeof(float), &sizes[N - 6])) {
-        free(tp);
-        return elm__fail(ELM_E_NOMEM, "elm_tape_create: tape size overflows");
-    }
+        !elm__mul_ok(ev_rows + 1, sizeof(size_t) / sizeof(float), &sizes[N - 6]))
+        return elm__fail(ELM_E_NOMEM, "%s: tape size overflows", fn);
     size_t total = 0;
     for (int i = 0; i < N; i++) {
         size_t r = (sizes[i] + 15) / 16 * 16;
-        if (r < sizes[i] || total + r < total) {
-            free(tp);
-            return elm__fail(ELM_E_NOMEM, "elm_tape_create: tape size overflows");
-        }
+        if (r < sizes[i] || total + r < total)
+            return elm__fail(ELM_E_NOMEM, "%s: tape size overflows", fn);
         total += r;
     }
-    if (!elm__mul_ok(total, sizeof(float), &tp->bytes) ||
-        !(tp->block = aligned_alloc(64, tp->bytes ? tp->bytes : 64))) {
-        size_t floats = total;
-        free(tp);
-        return elm__fail(ELM_E_NOMEM, "elm_tape_create: cannot allocate %zu floats", floats);
-    }
-    memset(tp->block, 0, tp->bytes);
-    float *p = tp->block;
+    size_t bytes;
+    void *block = NULL;
+    if (!elm__mul_ok(total, sizeof(float), &bytes) ||
+        !(block = aligned_alloc(64, bytes ? bytes : 64)))
+        return elm__fail(ELM_E_NOMEM, "%s: cannot allocate %zu floats", fn, total);
+    memset(block, 0, bytes);
+    tp->block = block;
+    tp->bytes = bytes;
+    float *p = block;
     void *slots[N];
     for (int i = 0; i < N; i++) {
         slots[i] = sizes[i] ? p : NULL;
@@ -100,6 +82,8 @@ ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned
     tp->A = rec;
     rec += steps * Bz * nb;
     tp->Hp = rec;
+    rec += steps * Bz * L * H;
+    tp->Ha = rec;
     rec += steps * Bz * L * H;
     tp->Z = rec;
     rec += steps * Bz * nm;
@@ -115,7 +99,6 @@ ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned
     tp->dH = slots[i++];
     tp->U = slots[i++];
     tp->dA = slots[i++];
-    tp->act = slots[i++];
     tp->u = slots[i++];
     tp->gc = slots[i++];
     tp->Rc = slots[i++];
@@ -130,21 +113,83 @@ ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned
     tp->dkap = slots[i++];
     tp->dkm = slots[i++];
     tp->dcoef = slots[i++];
+    return ELM_OK;
+}
+
+/* The block and the event lists; the tape keeps its shape. */
+static void free_block(elm_tape *tp) {
+    free(tp->ev_idx);
+    free(tp->ev_val);
+    free(tp->block);
+    tp->ev_idx = NULL;
+    tp->ev_val = NULL;
+    tp->ev_cap = 0;
+    tp->block = NULL;
+    tp->bytes = 0;
+}
+
+/* A tape of B streams; S > 0 forces the segment length (thread groups use
+ * their parent's, so that every group cuts the sequence the same way). */
+static int tape_create(const elm_model *m, size_t B, size_t T_max, unsigned flags, int S,
+                       const char *fn, elm_tape **out) {
+    elm_tape *tp = calloc(1, sizeof *tp);
+    if (!tp) return elm__fail(ELM_E_NOMEM, "%s: out of memory", fn);
+    tp->model = m;
+    tp->layout_gen = m->layout_gen;
+    tp->B = (int)B;
+    tp->T_max = T_max;
+    tp->flags = flags;
+    tp->ckpt = (flags & ELM_TAPE_CHECKPOINT) != 0;
+    tp->S = S > 0 ? S : segment_length(T_max, B);
+    tp->n_seg = (T_max + (size_t)tp->S - 1) / (size_t)tp->S;
+    tp->out0 = m->L > 0 ? m->H : m->n_m;
+    tp->nu = m->n_b + m->n_m;
+    tp->n_threads = 1;
+    int rc = alloc_block(tp, fn);
+    if (rc != ELM_OK) {
+        free(tp);
+        return rc;
+    }
     *out = tp;
     return ELM_OK;
 }
 
+ELM_API int elm_tape_create(const elm_model *m, size_t B, size_t T_max, unsigned flags,
+                            elm_tape **out) {
+    if (!m || !out) return elm__fail(ELM_E_NULL, "elm_tape_create: NULL argument");
+    if (B == 0 || B > (1u << 24))
+        return elm__fail(ELM_E_INVALID, "elm_tape_create: batch size %zu outside [1, 2^24]", B);
+    if (T_max == 0 || T_max > ((size_t)1 << 32))
+        return elm__fail(ELM_E_INVALID, "elm_tape_create: T_max %zu outside [1, 2^32]", T_max);
+    if (flags & ~(unsigned)(ELM_TAPE_CHECKPOINT | ELM_TAPE_GRAD_TAU))
+        return elm__fail(ELM_E_INVALID, "elm_tape_create: unknown flags 0x%x", flags);
+    return tape_create(m, B, T_max, flags, 0, "elm_tape_create", out);
+}
+
+/* Thread groups and their pool. */
+static void free_groups(elm_tape **sub, int n, elm__pool *pool) {
+    elm__pool_free(pool);
+    if (!sub) return;
+    for (int g = 0; g < n; g++) elm_tape_free(sub[g]);
+    free(sub);
+}
+
 ELM_API void elm_tape_free(elm_tape *tp) {
     if (!tp) return;
-    free(tp->ev_idx);
-    free(tp->ev_val);
-    free(tp->block);
+    free_groups(tp->sub, tp->n_threads, tp->pool);
+    free_block(tp);
     free(tp);
 }
 
 ELM_API int elm_tape_memory(const elm_tape *tp, size_t *bytes) {
     if (!tp || !bytes) return elm__fail(ELM_E_NULL, "elm_tape_memory: NULL argument");
-    *bytes = tp->bytes + sizeof *tp + tp->ev_cap * (sizeof(int32_t) + sizeof(float));
+    size_t n = tp->bytes + sizeof *tp + tp->ev_cap * (sizeof(int32_t) + sizeof(float));
+    for (int g = 0; tp->sub && g < tp->n_threads; g++) {
+        size_t part = 0;
+        elm_tape_memory(tp->sub[g], &part);
+        n += part;
+    }
+    *bytes = n;
     return ELM_OK;
 }
 
@@ -166,11 +211,18 @@ static int collect_events(elm_tape *tp, const float *xr, size_t r) {
                 tp->ev_val = val;
                 tp->ev_cap = cap;
             }
-            for (int i = i0; i < i1; i++)
-                if (xr[i] != 0.0f) {
-                    tp->ev_idx[at] = i;
-                    tp->ev_val[at++] = xr[i];
-                }
+            /* the block's non-zero lanes as bits: a compare the compiler can
+             * vectorise, then one iteration per event (~1% density) */
+            unsigned lanes = 0;
+            if (i1 - i0 == 16)
+                for (int q = 0; q < 16; q++) lanes |= (unsigned)(xr[i0 + q] != 0.0f) << q;
+            else
+                for (int q = 0; q < i1 - i0; q++) lanes |= (unsigned)(xr[i0 + q] != 0.0f) << q;
+            for (; lanes; lanes &= lanes - 1) {
+                int i = i0 + __builtin_ctz(lanes);
+                tp->ev_idx[at] = i;
+                tp->ev_val[at++] = xr[i];
+            }
         }
     tp->ev_ptr[r + 1] = at;
     return ELM_OK;
@@ -195,7 +247,8 @@ int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0,
             const float *xr = x + ((size_t)b * T + t0 + (size_t)t) * (size_t)m->n_in;
             int bad = elm__drive_row(m, xr, D + ((size_t)t * B + b) * nt, tp->blk);
             if (bad >= 0)
-                return elm__fail(ELM_E_NONFINITE, "elm_tape_forward: x[%d, %zu, %d] is %g", b,
+                return elm__fail(ELM_E_NONFINITE, "elm_tape_forward: x[%d, %zu, %d] is %g",
+                                 tp->b_off + b,
                                  t0 + (size_t)t, bad, (double)xr[bad]);
             if (record_events && collect_events(tp, xr, (t0 + (size_t)t) * B + b) != ELM_OK)
                 return elm__fail(ELM_E_NOMEM, "elm_tape_forward: out of memory for the input "
@@ -215,7 +268,8 @@ int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0,
     elm__fill_rows(P0, l0->b, rows, out0);
     elm__sgemm(0, 0, rows, (size_t)out0, (size_t)nb, 1.0f, A, (size_t)nb, l0->wt, l0->ldw, 1.0f,
                P0, (size_t)out0);
-    /* 4. recurrent steps; pre-activations stay in the record */
+    /* 4. recurrent steps; pre-activations and activations stay in the
+     * record */
     for (int t = 0; t < n; t++) {
         for (int b = 0; b < B; b++)
             for (int i = 0; i < nm; i++)
@@ -227,10 +281,11 @@ int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0,
             const float *pre = tp->Hp + (size_t)(l - 1) * hp_stride + (r0 + (size_t)t) * B * H;
             float *next = l == L ? Z + (size_t)t * B * nm
                                  : tp->Hp + (size_t)l * hp_stride + (r0 + (size_t)t) * B * H;
-            memcpy(tp->act, pre, (size_t)B * H * sizeof(float));
-            elm__activate(m->act, tp->act, (size_t)B * H);
+            float *act = tp->Ha + (size_t)(l - 1) * hp_stride + (r0 + (size_t)t) * B * H;
+            memcpy(act, pre, (size_t)B * H * sizeof(float));
+            elm__activate(m->act, act, (size_t)B * H);
             elm__fill_rows(next, ly->b, (size_t)B, ly->out);
-            elm__layer_product(B, ly, 0, H, tp->act, (size_t)H, next, (size_t)ly->out);
+            elm__layer_product(B, ly, 0, H, act, (size_t)H, next, (size_t)ly->out);
         }
         elm__memory_update(B, nm, tp->mem, m->kappa_m, m->mem_coef, Z + (size_t)t * B * nm);
         memcpy(M + (size_t)t * B * nm, tp->mem, (size_t)B * nm * sizeof(float));
@@ -256,26 +311,42 @@ static void save_boundary(elm_tape *tp, size_t seg) {
     memcpy(dst + (size_t)tp->B * m->n_s, tp->mem, (size_t)tp->B * m->n_m * sizeof(float));
 }
 
-ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
-    if (!tp || !x) return elm__fail(ELM_E_NULL, "elm_tape_forward: NULL argument");
+/* Readout of the recorded memory into y (B, T, n_out), per segment
+ * (default mode only: checkpointing writes y in its forward). */
+static void readout(elm_tape *tp, size_t T, float *y) {
     const elm_model *m = tp->model;
-    if (tp->layout_gen != m->layout_gen)
-        return elm__fail(ELM_E_INVALID, "elm_tape_forward: the model's trace layout changed "
-                                        "since this tape was created; create a new tape");
-    if (T == 0 || T > tp->T_max)
-        return elm__fail(ELM_E_SHAPE, "elm_tape_forward: T = %zu outside [1, T_max = %zu]", T,
-                         tp->T_max);
-    tp->T = 0;
-    if (tp->ckpt && y) {
-        /* Outputs are written per segment here: refuse bad input before
-         * writing any, as the default mode does by construction. */
-        size_t n = (size_t)tp->B * T * (size_t)m->n_in;
-        for (size_t i = 0; i < n; i++)
-            if (!isfinite(x[i]))
-                return elm__fail(ELM_E_NONFINITE, "elm_tape_forward: x[%zu, %zu, %zu] is %g",
-                                 i / ((size_t)m->n_in * T), i / (size_t)m->n_in % T,
-                                 i % (size_t)m->n_in, (double)x[i]);
+    size_t S = (size_t)tp->S;
+    for (size_t t0 = 0; t0 < T; t0 += S) {
+        int n = T - t0 < S ? (int)(T - t0) : (int)S;
+        size_t rows = (size_t)n * (size_t)tp->B;
+        const float *M = elm__rec(tp->M, t0, tp->B, m->n_m);
+        elm__fill_rows(tp->Yw, m->readout.b, rows, m->n_out);
+        elm__sgemm(0, 0, rows, (size_t)m->n_out, (size_t)m->n_m, 1.0f, M, (size_t)m->n_m,
+                   m->readout.wt, m->readout.ldw, 1.0f, tp->Yw, (size_t)m->n_out);
+        for (int t = 0; t < n; t++)
+            for (int b = 0; b < tp->B; b++)
+                memcpy(y + ((size_t)b * T + t0 + (size_t)t) * m->n_out,
+                       tp->Yw + ((size_t)t * tp->B + b) * m->n_out, (size_t)m->n_out * sizeof *y);
     }
+}
+
+/* Refuse non-finite x before any output is written (checkpointing writes
+ * y per segment). */
+static int scan_input(const elm_tape *tp, const float *x, size_t T) {
+    const elm_model *m = tp->model;
+    size_t n = (size_t)tp->B * T * (size_t)m->n_in;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return elm__fail(ELM_E_NONFINITE, "elm_tape_forward: x[%zu, %zu, %zu] is %g",
+                             tp->b_off + i / ((size_t)m->n_in * T), i / (size_t)m->n_in % T,
+                             i % (size_t)m->n_in, (double)x[i]);
+    return ELM_OK;
+}
+
+/* The recording forward of one tape (or group), without the readout of
+ * the default mode; y is written only by checkpointing. */
+static int record(elm_tape *tp, const float *x, size_t T, float *y) {
+    const elm_model *m = tp->model;
     memset(tp->trace, 0, (size_t)tp->B * m->n_s * sizeof(float));
     memset(tp->mem, 0, (size_t)tp->B * m->n_m * sizeof(float));
     tp->ev_ptr[0] = 0;
@@ -288,29 +359,121 @@ ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
                                            tp->ckpt ? y : NULL, true);
         if (rc != ELM_OK) return rc;
     }
-    if (!tp->ckpt && y) {
-        /* readout per segment from the recorded memory */
-        for (size_t t0 = 0; t0 < T; t0 += S) {
-            int n = T - t0 < S ? (int)(T - t0) : (int)S;
-            size_t rows = (size_t)n * (size_t)tp->B;
-            const float *M = elm__rec(tp->M, t0, tp->B, m->n_m);
-            elm__fill_rows(tp->Yw, m->readout.b, rows, m->n_out);
-            elm__sgemm(0, 0, rows, (size_t)m->n_out, (size_t)m->n_m, 1.0f, M, (size_t)m->n_m,
-                       m->readout.wt, m->readout.ldw, 1.0f, tp->Yw, (size_t)m->n_out);
-            for (int t = 0; t < n; t++)
-                for (int b = 0; b < tp->B; b++)
-                    memcpy(y + ((size_t)b * T + t0 + (size_t)t) * m->n_out,
-                           tp->Yw + ((size_t)t * tp->B + b) * m->n_out,
-                           (size_t)m->n_out * sizeof *y);
+    return ELM_OK;
+}
+
+/* Keep a group's failure and its message (set on the worker's thread). */
+static void group_result(elm_tape *g, int rc) {
+    g->run_rc = rc;
+    if (rc != ELM_OK) snprintf(g->run_err, sizeof g->run_err, "%s", elm_last_error());
+}
+
+/* The first failing group's status, its message on the caller's thread. */
+static int groups_status(const elm_tape *tp) {
+    for (int g = 0; g < tp->n_threads; g++)
+        if (tp->sub[g]->run_rc != ELM_OK)
+            return elm__fail(tp->sub[g]->run_rc, "%s", tp->sub[g]->run_err);
+    return ELM_OK;
+}
+
+static void group_scan(void *ctx, int part, int n_parts) {
+    (void)n_parts;
+    elm_tape *tp = ctx, *g = tp->sub[part];
+    group_result(g, scan_input(g, tp->run_x + (size_t)g->b_off * tp->run_T * tp->model->n_in,
+                               tp->run_T));
+}
+
+static void group_record(void *ctx, int part, int n_parts) {
+    (void)n_parts;
+    elm_tape *tp = ctx, *g = tp->sub[part];
+    const elm_model *m = tp->model;
+    size_t T = tp->run_T;
+    g->T = 0;
+    float *y = tp->run_y && g->ckpt ? tp->run_y + (size_t)g->b_off * T * m->n_out : NULL;
+    int rc = record(g, tp->run_x + (size_t)g->b_off * T * m->n_in, T, y);
+    if (rc == ELM_OK) g->T = T;
+    group_result(g, rc);
+}
+
+static void group_readout(void *ctx, int part, int n_parts) {
+    (void)n_parts;
+    elm_tape *tp = ctx, *g = tp->sub[part];
+    readout(g, tp->run_T, tp->run_y + (size_t)g->b_off * tp->run_T * tp->model->n_out);
+}
+
+ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
+    if (!tp || !x) return elm__fail(ELM_E_NULL, "elm_tape_forward: NULL argument");
+    const elm_model *m = tp->model;
+    if (tp->layout_gen != m->layout_gen)
+        return elm__fail(ELM_E_INVALID, "elm_tape_forward: the model's trace layout changed "
+                                        "since this tape was created; create a new tape");
+    if (T == 0 || T > tp->T_max)
+        return elm__fail(ELM_E_SHAPE, "elm_tape_forward: T = %zu outside [1, T_max = %zu]", T,
+                         tp->T_max);
+    tp->T = 0;
+    if (tp->n_threads > 1) {
+        tp->run_x = x;
+        tp->run_y = y;
+        tp->run_T = T;
+        if (tp->ckpt && y) {
+            /* every group checks its x before any group writes y */
+            elm__pool_run(tp->pool, group_scan, tp);
+            int rc = groups_status(tp);
+            if (rc != ELM_OK) return rc;
         }
+        elm__pool_run(tp->pool, group_record, tp);
+        int rc = groups_status(tp);
+        if (rc != ELM_OK) return rc;
+        /* the default mode writes y only once every group succeeded */
+        if (!tp->ckpt && y) elm__pool_run(tp->pool, group_readout, tp);
+    } else {
+        int rc = tp->ckpt && y ? scan_input(tp, x, T) : ELM_OK;
+        if (rc == ELM_OK) rc = record(tp, x, T, y);
+        if (rc != ELM_OK) return rc;
+        if (!tp->ckpt && y) readout(tp, T, y);
     }
     tp->T = T;
     return ELM_OK;
 }
 
-/* Placeholder until the worker pool lands (issue 7). */
-ELM_API int elm_tape_set_threads(elm_tape *tape, int n) {
-    if (!tape) return elm__fail(ELM_E_NULL, "elm_tape_set_threads: NULL argument");
-    if (n == 1) return ELM_OK;
-    return elm__fail(ELM_E_UNSUPPORTED, "elm_tape_set_threads: threads are not implemented yet");
+/* Replace the groups: n contiguous groups of B / n streams (the first
+ * B % n one more), each a tape with the parent's segment length. On
+ * failure nothing changed. */
+ELM_API int elm_tape_set_threads(elm_tape *tp, int n) {
+    if (!tp) return elm__fail(ELM_E_NULL, "elm_tape_set_threads: NULL argument");
+    if (n < 1 || n > tp->B)
+        return elm__fail(ELM_E_INVALID, "elm_tape_set_threads: %d threads outside [1, B = %d]", n,
+                         tp->B);
+    if (n == tp->n_threads) return ELM_OK;
+    elm_tape **sub = NULL;
+    elm__pool *pool = NULL;
+    int rc = ELM_OK;
+    if (n > 1) {
+        sub = calloc((size_t)n, sizeof *sub);
+        pool = sub ? elm__pool_create(n) : NULL;
+        if (!pool) rc = elm__fail(ELM_E_NOMEM, "elm_tape_set_threads: cannot start %d threads", n);
+        for (int g = 0, b0 = 0; rc == ELM_OK && g < n; g++) {
+            int Bg = tp->B / n + (g < tp->B % n);
+            rc = tape_create(tp->model, (size_t)Bg, tp->T_max, tp->flags, tp->S,
+                             "elm_tape_set_threads", &sub[g]);
+            if (rc == ELM_OK) {
+                sub[g]->layout_gen = tp->layout_gen;
+                sub[g]->b_off = b0;
+            }
+            b0 += Bg;
+        }
+    } else {
+        rc = alloc_block(tp, "elm_tape_set_threads");
+    }
+    if (rc != ELM_OK) {
+        free_groups(sub, n, pool);
+        return rc;
+    }
+    free_groups(tp->sub, tp->n_threads, tp->pool);
+    if (n > 1) free_block(tp);
+    tp->sub = sub;
+    tp->pool = pool;
+    tp->n_threads = n;
+    tp->T = 0; /* the record moved: a backward needs a new forward */
+    return ELM_OK;
 }

@@ -14,6 +14,7 @@
 #define ELM_TAPE_H
 
 #include "elm_internal.h"
+#include "pool.h"
 
 struct elm_tape {
     const elm_model *model;
@@ -31,6 +32,9 @@ struct elm_tape {
     /* record (steps, B, .) */
     float *A;       /* branch input: c_t (v1) or b_t (v2), n_b */
     float *Hp;      /* L hidden pre-activations, each (steps, B, H) */
+    float *Ha;      /* their activations, each (steps, B, H): the operands
+                       of the hidden weight gradients, kept rather than
+                       recomputed in the backward */
     float *Z;       /* MLP output z_t, n_m */
     float *M;       /* memory m_t, n_m */
     float *bound;   /* checkpointing: (n_seg, B, n_s + n_m) trace and memory
@@ -46,9 +50,8 @@ struct elm_tape {
     float *Yw;      /* (S, B, n_out) outputs, then dy */
     float *dM;      /* (S, B, n_m) */
     float *dH;      /* L + 1 arrays: dH_0 .. dH_{L-1} (H wide), dZ (n_m) */
-    float *U;       /* (S, B, max(H, n_m)) weight-gradient operand */
+    float *U;       /* (S, B, n_m) operand of layer 0's memory columns */
     float *dA;      /* (S, B, n_b) */
-    float *act;     /* (B, max(H, n_m)) */
     float *u;       /* (B, n_m) */
     float *gc, *Rc; /* (B, n_s) trace-gradient carries */
     float *dmc;     /* (B, n_m) memory-gradient carry */
@@ -73,7 +76,28 @@ struct elm_tape {
 
     void *block;
     size_t bytes;
+
+    /* Threads (elm_tape_set_threads). With n_threads > 1 the tape is a
+     * shell: its block is freed, and sub[g] is a whole tape for the
+     * contiguous streams [b_off, b_off + its B) with the parent's segment
+     * length and its own gradient buffer; the pool runs one group per
+     * part. The group gradients are added in group order. */
+    int n_threads;
+    int b_off;          /* first stream of this group in its parent */
+    elm_tape **sub;     /* (n_threads) when n_threads > 1 */
+    elm__pool *pool;
+    /* one pool run's arguments (parent) and result (group) */
+    const float *run_x, *run_dy;
+    float *run_y, *run_dx;
+    size_t run_T;
+    int run_rc;
+    char run_err[256];
 };
+
+/* kernels/bwd.c: elm__memory_backward (same contract), vectorised. */
+void elm__tape_memory_backward(int B, int n, const float *gm, const float *z, const float *mprev,
+                               const float *kappa, const float *coef, float *dz, float *carry,
+                               float *acc_coef, float *acc_kappa);
 
 /* Forward of steps [t0, t0 + n) recording at record step r0; y (B, T,
  * n_out) gets the outputs unless NULL; record_events appends the input

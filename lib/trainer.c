@@ -20,6 +20,8 @@ static const struct {
     [ELM_TRAIN_MAX_BATCHES] = {0, 1e15, 0, true},
     [ELM_TRAIN_NONFINITE] = {ELM_NONFINITE_STOP, ELM_NONFINITE_SKIP, ELM_NONFINITE_STOP, true},
     [ELM_TRAIN_SELECT] = {ELM_METRIC_VAL_LOSS, ELM_METRIC_VAL_AUC, ELM_METRIC_VAL_LOSS, true},
+    /* at most B: elm_trainer_set checks it against the tape */
+    [ELM_TRAIN_THREADS] = {1, 1 << 24, 1, true},
 };
 
 ELM_API int elm_trainer_create(elm_model *model, elm_optimizer *opt, const elm_loss *loss,
@@ -95,6 +97,18 @@ ELM_API int elm_trainer_set(elm_trainer *tr, elm_train_option key, double value)
     if (!tr) return elm__fail(ELM_E_NULL, "elm_trainer_set: trainer is NULL");
     int rc = elm__trainer_check_option((int)key, value, "elm_trainer_set");
     if (rc) return rc;
+    if (key == ELM_TRAIN_THREADS) {
+        /* tape and evaluation state together, or neither */
+        int n = (int)value, old = (int)tr->opt_v[key];
+        rc = elm_tape_set_threads(tr->tape, n);
+        if (rc) return rc;
+        rc = elm_state_set_threads(tr->eval, n);
+        if (rc) {
+            /* back to the old count; the state's error is the one reported */
+            elm_tape_set_threads(tr->tape, old);
+            return rc;
+        }
+    }
     tr->opt_v[key] = value;
     if (key == ELM_TRAIN_SEED) tr->rng_seeded = false;
     return ELM_OK;

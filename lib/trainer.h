@@ -14,7 +14,7 @@ typedef struct elm_fit {
     bool finished;       /* stopped early by patience */
 } elm_fit;
 
-#define N_OPTIONS (ELM_TRAIN_SELECT + 1)
+#define N_OPTIONS (ELM_TRAIN_THREADS + 1)
 #define N_METRICS (ELM_METRIC_LR + 1)
 
 struct elm_trainer {

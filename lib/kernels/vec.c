@@ -51,6 +51,13 @@ static inline vf16 load16(const float *p) {
 
 static inline void store16(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
 
+/* One float in all lanes: s - (+0) is s for every s (-0 included), so
+ * the compiler emits a bare broadcast; `zero + s` would add a scalar add
+ * per input (0 + -0 is +0). A macro, not a function: a helper without the
+ * clone's target is lowered to 128-bit pieces through the stack before it
+ * is inlined. */
+#define splat16(s) ((s) - (vf16){0})
+
 size_t elm__panel_cols(int out) {
     size_t full = (size_t)out / 64 * 64;
     return full + ((size_t)out - full + 15) / 16 * 16;
@@ -85,7 +92,7 @@ void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const
                 vf16 a2 = accumulate ? load16(yb + o + 32) : zero;
                 vf16 a3 = accumulate ? load16(yb + o + 48) : zero;
                 for (int i = 0; i < in; i++, w += 64) {
-                    vf16 xi = zero + xb[i];
+                    vf16 xi = splat16(xb[i]);
                     a0 += xi * load16(w);
                     a1 += xi * load16(w + 16);
                     a2 += xi * load16(w + 32);
@@ -106,18 +113,108 @@ void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const
                 if (accumulate) memcpy(&a0, yb + o, (size_t)n * sizeof(float));
                 int i = 0;
                 for (; i + 4 <= in; i += 4, w += 64) {
-                    a0 += (zero + xb[i]) * load16(w);
-                    a1 += (zero + xb[i + 1]) * load16(w + 16);
-                    a2 += (zero + xb[i + 2]) * load16(w + 32);
-                    a3 += (zero + xb[i + 3]) * load16(w + 48);
+                    a0 += splat16(xb[i]) * load16(w);
+                    a1 += splat16(xb[i + 1]) * load16(w + 16);
+                    a2 += splat16(xb[i + 2]) * load16(w + 32);
+                    a3 += splat16(xb[i + 3]) * load16(w + 48);
                 }
-                for (; i < in; i++, w += 16) a0 += (zero + xb[i]) * load16(w);
+                for (; i < in; i++, w += 16) a0 += splat16(xb[i]) * load16(w);
                 a0 = (a0 + a1) + (a2 + a3);
                 memcpy(yb + o, &a0, (size_t)n * sizeof(float));
                 panel += (size_t)in_total * 16;
                 o += 16;
             }
         }
+    }
+}
+
+/* Register blocking for several streams: R rows of x against one column
+ * panel, the panel's weights loaded once per input and reused R times, so
+ * the weights are read from cache once per R streams instead of once per
+ * stream. 64-wide panels keep R x 4 accumulators (24 of the 32 zmm at
+ * R = 6), 16-wide ones R. y is accumulated into (it holds the bias, or
+ * more); n_last = valid columns of a 16-wide panel. */
+#define ELM_ROWS 6
+static inline __attribute__((always_inline)) void rows_panel64(const int R, int in,
+                                                               const float *x, size_t ldx,
+                                                               const float *w, float *y,
+                                                               size_t ldy) {
+    vf16 acc[ELM_ROWS][4];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) acc[r][q] = load16(y + (size_t)r * ldy + 16 * q);
+    for (int i = 0; i < in; i++, w += 64) {
+        vf16 w0 = load16(w), w1 = load16(w + 16), w2 = load16(w + 32), w3 = load16(w + 48);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            vf16 xi = splat16(x[(size_t)r * ldx + i]);
+            acc[r][0] += xi * w0;
+            acc[r][1] += xi * w1;
+            acc[r][2] += xi * w2;
+            acc[r][3] += xi * w3;
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) store16(y + (size_t)r * ldy + 16 * q, acc[r][q]);
+}
+
+static inline __attribute__((always_inline)) void rows_panel16(const int R, int in, int n_last,
+                                                               const float *x, size_t ldx,
+                                                               const float *w, float *y,
+                                                               size_t ldy) {
+    vf16 acc[ELM_ROWS];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        acc[r] = (vf16){0};
+        memcpy(&acc[r], y + (size_t)r * ldy, (size_t)n_last * sizeof(float));
+    }
+    for (int i = 0; i < in; i++, w += 16) {
+        vf16 wi = load16(w);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) acc[r] += splat16(x[(size_t)r * ldx + i]) * wi;
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) memcpy(y + (size_t)r * ldy, &acc[r], (size_t)n_last * sizeof(float));
+}
+
+static inline __attribute__((always_inline)) void rows_block(const int R, int in, int out,
+                                                             const float *x, size_t ldx,
+                                                             const float *panels, int in_total,
+                                                             int row0, float *y, size_t ldy) {
+    const float *panel = panels;
+    for (int o = 0; o < out;) {
+        if (out - o >= 64) {
+            rows_panel64(R, in, x, ldx, panel + (size_t)row0 * 64, y + o, ldy);
+            panel += (size_t)in_total * 64;
+            o += 64;
+        } else {
+            int n = out - o < 16 ? out - o : 16;
+            rows_panel16(R, in, n, x, ldx, panel + (size_t)row0 * 16, y + o, ldy);
+            panel += (size_t)in_total * 16;
+            o += 16;
+        }
+    }
+}
+
+ELM_CLONES
+void elm__matmul_rows(int B, int in, int out, const float *x, size_t ldx, const float *panels,
+                      int in_total, int row0, float *y, size_t ldy) {
+    int b = 0;
+    for (; b + ELM_ROWS <= B; b += ELM_ROWS)
+        rows_block(ELM_ROWS, in, out, x + (size_t)b * ldx, ldx, panels, in_total, row0,
+                   y + (size_t)b * ldy, ldy);
+    const float *xb = x + (size_t)b * ldx;
+    float *yb = y + (size_t)b * ldy;
+    switch (B - b) {
+    case 5: rows_block(5, in, out, xb, ldx, panels, in_total, row0, yb, ldy); break;
+    case 4: rows_block(4, in, out, xb, ldx, panels, in_total, row0, yb, ldy); break;
+    case 3: rows_block(3, in, out, xb, ldx, panels, in_total, row0, yb, ldy); break;
+    case 2: rows_block(2, in, out, xb, ldx, panels, in_total, row0, yb, ldy); break;
+    case 1: rows_block(1, in, out, xb, ldx, panels, in_total, row0, yb, ldy); break;
+    default: break;
     }
 }
 
@@ -191,6 +288,88 @@ void elm__nonzero_blocks(const float *x, int n, uint64_t *bits)
 #else
 void elm__nonzero_blocks(const float *x, int n, uint64_t *bits) {
     nonzero_blocks_portable(x, n, bits);
+}
+#endif
+
+/* The sparse drive d += x W_in over the non-zero inputs (elm__drive_scan in
+ * elm_internal.h). Portable: the block scan, then the elements of each
+ * non-zero block. */
+static int drive_scan_portable(const float *x, int n, const int32_t *ptr, const int32_t *tgt,
+                               const float *w, float *d, uint64_t *blocks) {
+    /* Spans of 64 x 64 blocks so the bit set fits on the stack. */
+    enum { SPAN = 64 * 64 * 16 };
+    uint64_t local[64];
+    for (int base = 0; base < n; base += SPAN) {
+        int len = n - base < SPAN ? n - base : SPAN;
+        uint64_t *bits = blocks ? blocks + base / 1024 : local;
+        elm__nonzero_blocks(x + base, len, bits);
+        for (int wd = 0; wd < (len + 1023) / 1024; wd++)
+            for (uint64_t word = bits[wd]; word; word &= word - 1) {
+                int i0 = base + (wd * 64 + __builtin_ctzll(word)) * 16;
+                int i1 = i0 + 16 < n ? i0 + 16 : n;
+                for (int i = i0; i < i1; i++) {
+                    float v = x[i];
+                    if (v == 0.0f) continue;
+                    if (!isfinite(v)) return i;
+                    for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
+                }
+            }
+    }
+    return -1;
+}
+
+#if defined(ELM_HAVE_IFUNC)
+/* One pass: per block of 16 inputs one load gives the lanes with a non-zero
+ * magnitude and, among them, the non-finite ones (magnitude bits >= those of
+ * Inf); the events are then visited by their lane bits, with no test per
+ * element. The same entries are added in the same order as the portable
+ * version, so d is bit-identical. */
+__attribute__((target("avx512f"))) static int drive_scan_avx512(const float *x, int n,
+                                                                 const int32_t *ptr,
+                                                                 const int32_t *tgt,
+                                                                 const float *w, float *d,
+                                                                 uint64_t *blocks) {
+    const __m512i mag = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    int nblk = (n + 15) / 16;
+    uint64_t word = 0;
+    for (int k = 0; k < nblk; k++) {
+        int rest = n - k * 16;
+        __mmask16 valid = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
+        __m512i a = _mm512_and_si512(_mm512_maskz_loadu_epi32(valid, x + (size_t)k * 16), mag);
+        __mmask16 nz = _mm512_test_epi32_mask(a, a);
+        if (nz) {
+            word |= (uint64_t)1 << (k % 64);
+            __mmask16 bad = _mm512_mask_cmpge_epu32_mask(nz, a, inf);
+            /* elements after the first non-finite one are never added */
+            if (bad) nz &= (__mmask16)((1u << __builtin_ctz(bad)) - 1);
+            for (unsigned lanes = nz; lanes; lanes &= lanes - 1) {
+                int i = k * 16 + __builtin_ctz(lanes);
+                float v = x[i];
+                for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
+            }
+            if (bad) return k * 16 + __builtin_ctz(bad);
+        }
+        if (k % 64 == 63 || k == nblk - 1) {
+            if (blocks) blocks[k / 64] = word;
+            word = 0;
+        }
+    }
+    return -1;
+}
+
+typedef int drive_scan_fn(const float *, int, const int32_t *, const int32_t *, const float *,
+                          float *, uint64_t *);
+static drive_scan_fn *resolve_drive_scan(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return drive_scan_avx512;
+    return drive_scan_portable;
+}
+int elm__drive_scan(const float *x, int n, const int32_t *ptr, const int32_t *tgt, const float *w,
+                    float *d, uint64_t *blocks) __attribute__((ifunc("resolve_drive_scan")));
+#else
+int elm__drive_scan(const float *x, int n, const int32_t *ptr, const int32_t *tgt, const float *w,
+                    float *d, uint64_t *blocks) {
+    return drive_scan_portable(x, n, ptr, tgt, w, d, blocks);
 }
 #endif
 
