@@ -17,7 +17,7 @@ d = sys.argv[1]
 passed = failed = skipped = 0
 cmocka = {"config", "model", "kernels", "forward", "tape", "loss", "metrics", "optim", "dataset", "trainer",
           "modelfile", "checkpoint", "yaml", "train_config", "idx", "events", "shd", "neuronio",
-          "mnist", "listops"}
+          "mnist", "listops", "threads", "tape_threads"}
 for line in open(d + "/testlog.json"):
     t = json.loads(line)
     name = t["name"].split(" / ")[-1]  # meson prefixes "project:suite / " once suites exist
