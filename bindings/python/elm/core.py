@@ -907,6 +907,11 @@ class State(Handle):
         s = _capi.ELM_ALL_STREAMS if stream is None else int(stream)
         check(lib().elm_state_reset(self._h, s), "elm_state_reset")
 
+    def set_threads(self, n):
+        """Run the B streams on n threads (1 <= n <= B; 1 = the calling
+        thread only). Results are deterministic for a given n."""
+        check(lib().elm_state_set_threads(self._h, int(n)), "elm_state_set_threads")
+
     def get(self, out=None, use_numpy=None):
         """A copy of the state as (B, state_size) floats."""
         h = self._h

@@ -439,6 +439,11 @@ class Tape(Handle):
         self._n_params = _model_size(handle, _capi.Size.PARAMS)
         self._x = None  # the Buf of the last forward's x (the tape reads it)
 
+    def set_threads(self, n):
+        """Forward and backward on n threads (1 <= n <= B); the recorded
+        forward is discarded."""
+        check(_lib().elm_tape_set_threads(self._h, int(n)), "elm_tape_set_threads")
+
     @property
     def memory(self):
         """Bytes the tape allocated."""
