@@ -29,7 +29,7 @@ enum {
     LOSS_KIND, LOSS_BURN_IN, LOSS_WEIGHTS,
     TRAIN_EPOCHS, TRAIN_PATIENCE, TRAIN_MAX_BATCHES, TRAIN_DROPOUT, TRAIN_EVAL_DROPOUT,
     TRAIN_SEED, TRAIN_NONFINITE, TRAIN_SELECT, TRAIN_CHECKPOINT, TRAIN_CHECKPOINT_EVERY,
-    TRAIN_TAPE_CHECKPOINTING,
+    TRAIN_TAPE_CHECKPOINTING, TRAIN_THREADS,
     N_KEYS
 };
 
@@ -144,6 +144,8 @@ static const key_info keys[N_KEYS] = {
     [TRAIN_CHECKPOINT] = {"training.checkpoint", STR},
     [TRAIN_CHECKPOINT_EVERY] = {"training.checkpoint_every", INT, 0, EXACT_INT, false, false, 0},
     [TRAIN_TAPE_CHECKPOINTING] = {"training.tape_checkpointing", BOOL, 0, 1, false, false, 0},
+    [TRAIN_THREADS] = {"training.threads", INT, 1, 16777216, false, false, 1, NULL,
+                       ELM_TRAIN_THREADS},
 };
 
 #undef STR

@@ -18,7 +18,7 @@
 #include "elm.h"
 
 #define N_MODEL_KEYS 17
-#define N_KEYS 62
+#define N_KEYS 63
 
 static elm_train_config *parse(const char *yaml) {
     elm_train_config *tc = NULL;
@@ -154,6 +154,7 @@ static const struct {
     {"training.dropout", 0},    {"training.eval_dropout", 0},  {"training.seed", 0},
     {"training.nonfinite", ELM_NONFINITE_STOP}, {"training.select", ELM_METRIC_VAL_LOSS},
     {"training.checkpoint_every", 0}, {"training.tape_checkpointing", 0},
+    {"training.threads", 1},
 };
 
 static void test_defaults(void **st) {
@@ -388,7 +389,8 @@ static const char default_yaml[] =
     "  nonfinite: stop\n"
     "  select: val_loss\n"
     "  checkpoint_every: 0\n"
-    "  tape_checkpointing: false\n";
+    "  tape_checkpointing: false\n"
+    "  threads: 1\n";
 
 static void test_exact_output(void **st) {
     (void)st;
