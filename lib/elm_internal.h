@@ -132,6 +132,16 @@ void elm__pack_panels(const float *w /* (out, in) */, int out, int in, float *ds
 void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx,
                        const float *panels, int in_total, int row0, float *y,
                        size_t ldy, int accumulate);
+/* One stream (B = 1): y (out) = epi(init + x (in) @ W^T) over rows
+ * [row0, row0 + in) of the packed weight, the epilogue applied per panel:
+ * ELM_EPI_NONE stores, ELM_EPI_RELU / ELM_EPI_SILU store the activation,
+ * ELM_EPI_MEMORY does mem = kappa * mem + coef * 1.7159 tanh(2 z / 3)
+ * (elm__memory_update) and leaves y alone. init may equal y, else it must
+ * not overlap y; mem must not overlap x, init or y. */
+enum { ELM_EPI_NONE = -1, ELM_EPI_RELU = ELM_RELU, ELM_EPI_SILU = ELM_SILU, ELM_EPI_MEMORY = 2 };
+void elm__matvec_fused(int in, int out, const float *x, const float *panels, int in_total,
+                       int row0, const float *init, float *y, int epi, const float *kappa,
+                       const float *coef, float *mem);
 /* y (B, out) += x (B, in) @ W^T like elm__matmul_small with accumulate,
  * register-blocked over up to 6 streams (each panel read once per 6). */
 void elm__matmul_rows(int B, int in, int out, const float *x, size_t ldx,

@@ -260,10 +260,12 @@ static void state_product(int B, const elm_layer *l, int row0, int in, const flo
         elm__matmul_rows(B, in, l->out, x, ldx, l->panels, l->in, row0, y, ldy);
 }
 
-/* The recurrent part of one step for the group's streams. h (B, out0)
- * holds the layer-0 bias; with `branch_done` it also holds the branch part
- * already (sequence path) and g->u's branch columns are not read. u's
- * memory columns get kappa_m * m, then the MLP runs and mem is updated. */
+/* The recurrent part of one step for the group's streams. With
+ * `branch_done` h (B, out0) holds the layer-0 bias plus the branch part
+ * (sequence path) and g->u's branch columns are not read; without it h
+ * holds the bias when B > 1 and is not read when B = 1 (layer 0 then
+ * starts from the bias itself). u's memory columns get kappa_m * m, then
+ * the MLP runs and mem is updated. */
 static void recurrent_step(const elm_state *s, group *g, float *h, bool branch_done) {
     const elm_model *m = s->model;
     int B = g->B, nu = m->n_b + m->n_m;
@@ -273,6 +275,31 @@ static void recurrent_step(const elm_state *s, group *g, float *h, bool branch_d
         for (int i = 0; i < m->n_m; i++) u[i] = m->kappa_m[i] * mb[i];
     }
     const elm_layer *l0 = &m->layers[0];
+    if (B == 1) {
+        /* One stream: each product starts from its bias (or from h) and
+         * applies the activation, or at the last layer the memory update,
+         * per panel (elm__matvec_fused): no separate passes over h. */
+        int act = m->act == ELM_SILU ? ELM_EPI_SILU : ELM_EPI_RELU;
+        int epi0 = m->L > 0 ? act : ELM_EPI_MEMORY;
+        /* Without the branch part in h, layer 0 starts from its bias. */
+        const float *init = branch_done ? h : l0->b;
+        if (branch_done)
+            elm__matvec_fused(m->n_m, l0->out, g->u + m->n_b, l0->panels, l0->in, m->n_b, init, h,
+                              epi0, m->kappa_m, m->mem_coef, g->mem);
+        else
+            elm__matvec_fused(nu, l0->out, g->u, l0->panels, l0->in, 0, init, h, epi0, m->kappa_m,
+                              m->mem_coef, g->mem);
+        float *bufs1[2] = {h == g->h0 ? g->h1 : g->h0, h == g->h0 ? g->h0 : g->h1};
+        float *cur1 = h;
+        for (int i = 1; i <= m->L; i++) {
+            const elm_layer *l = &m->layers[i];
+            float *next = bufs1[(i - 1) % 2];
+            elm__matvec_fused(l->in, l->out, cur1, l->panels, l->in, 0, l->b, next,
+                              i == m->L ? ELM_EPI_MEMORY : act, m->kappa_m, m->mem_coef, g->mem);
+            cur1 = next;
+        }
+        return;
+    }
     if (branch_done)
         state_product(B, l0, m->n_b, m->n_m, g->u + m->n_b, (size_t)nu, h, (size_t)l0->out);
     else
@@ -324,9 +351,13 @@ static void step_rest(const elm_state *s, group *g, float *y) {
      * layer 0 over both in one pass. */
     int nu = m->n_b + m->n_m;
     for (int b = 0; b < B; b++) elm__branch_input(m, g->trace + (size_t)b * nt, g->u + (size_t)b * nu);
-    elm__fill_rows(g->h0, m->layers[0].b, (size_t)B, m->layers[0].out);
+    if (B > 1) elm__fill_rows(g->h0, m->layers[0].b, (size_t)B, m->layers[0].out);
     recurrent_step(s, g, g->h0, false);
-    if (y) {
+    if (y && B == 1) {
+        const elm_layer *r = &m->readout;
+        elm__matvec_fused(m->n_m, m->n_out, g->mem, r->panels, r->in, 0, r->b, y, ELM_EPI_NONE,
+                          NULL, NULL, NULL);
+    } else if (y) {
         elm__fill_rows(y, m->readout.b, (size_t)B, m->n_out);
         state_product(B, &m->readout, 0, m->n_m, g->mem, (size_t)m->n_m, y, (size_t)m->n_out);
     }

@@ -46,6 +46,7 @@ static int alloc_block(elm_tape *tp, const char *fn) {
         Bz * nm, Bz * nm, Bz * nm,  /* dmc, m0, zero */
         2 * nm,                     /* acc */
         m->n_params,                /* gbuf */
+        tp->ckpt ? T_max * Bz * (size_t)m->n_out : 0, /* ybuf */
         0,                          /* ev_ptr (size_t): computed below */
         2 * (((size_t)m->n_in + 1023) / 1024), /* blk (uint64) */
         2 * nS, 2 * nS, 2 * nm, 2 * nm, /* dproto, dkap, dkm, dcoef (double) */
@@ -107,6 +108,7 @@ static int alloc_block(elm_tape *tp, const char *fn) {
     tp->zero = slots[i++];
     tp->acc = slots[i++];
     tp->gbuf = slots[i++];
+    tp->ybuf = slots[i++];
     tp->ev_ptr = slots[i++];
     tp->blk = slots[i++];
     tp->dproto = slots[i++];
@@ -330,21 +332,10 @@ static void readout(elm_tape *tp, size_t T, float *y) {
     }
 }
 
-/* Refuse non-finite x before any output is written (checkpointing writes
- * y per segment). */
-static int scan_input(const elm_tape *tp, const float *x, size_t T) {
-    const elm_model *m = tp->model;
-    size_t n = (size_t)tp->B * T * (size_t)m->n_in;
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return elm__fail(ELM_E_NONFINITE, "elm_tape_forward: x[%zu, %zu, %zu] is %g",
-                             tp->b_off + i / ((size_t)m->n_in * T), i / (size_t)m->n_in % T,
-                             i % (size_t)m->n_in, (double)x[i]);
-    return ELM_OK;
-}
-
 /* The recording forward of one tape (or group), without the readout of
- * the default mode; y is written only by checkpointing. */
+ * the default mode. Checkpointing writes its output to ybuf, which the
+ * caller copies to y after success: a non-finite x then leaves y untouched
+ * without a separate pass over x (the drive scan checks every element). */
 static int record(elm_tape *tp, const float *x, size_t T, float *y) {
     const elm_model *m = tp->model;
     memset(tp->trace, 0, (size_t)tp->B * m->n_s * sizeof(float));
@@ -356,7 +347,7 @@ static int record(elm_tape *tp, const float *x, size_t T, float *y) {
         int n = T - t0 < S ? (int)(T - t0) : (int)S;
         if (tp->ckpt) save_boundary(tp, seg);
         int rc = elm__tape_segment_forward(tp, x, T, t0, n, tp->ckpt ? 0 : t0,
-                                           tp->ckpt ? y : NULL, true);
+                                           tp->ckpt && y ? tp->ybuf : NULL, true);
         if (rc != ELM_OK) return rc;
     }
     return ELM_OK;
@@ -376,21 +367,13 @@ static int groups_status(const elm_tape *tp) {
     return ELM_OK;
 }
 
-static void group_scan(void *ctx, int part, int n_parts) {
-    (void)n_parts;
-    elm_tape *tp = ctx, *g = tp->sub[part];
-    group_result(g, scan_input(g, tp->run_x + (size_t)g->b_off * tp->run_T * tp->model->n_in,
-                               tp->run_T));
-}
-
 static void group_record(void *ctx, int part, int n_parts) {
     (void)n_parts;
     elm_tape *tp = ctx, *g = tp->sub[part];
     const elm_model *m = tp->model;
     size_t T = tp->run_T;
     g->T = 0;
-    float *y = tp->run_y && g->ckpt ? tp->run_y + (size_t)g->b_off * T * m->n_out : NULL;
-    int rc = record(g, tp->run_x + (size_t)g->b_off * T * m->n_in, T, y);
+    int rc = record(g, tp->run_x + (size_t)g->b_off * T * m->n_in, T, tp->run_y);
     if (rc == ELM_OK) g->T = T;
     group_result(g, rc);
 }
@@ -398,7 +381,11 @@ static void group_record(void *ctx, int part, int n_parts) {
 static void group_readout(void *ctx, int part, int n_parts) {
     (void)n_parts;
     elm_tape *tp = ctx, *g = tp->sub[part];
-    readout(g, tp->run_T, tp->run_y + (size_t)g->b_off * tp->run_T * tp->model->n_out);
+    float *y = tp->run_y + (size_t)g->b_off * tp->run_T * tp->model->n_out;
+    if (g->ckpt)
+        memcpy(y, g->ybuf, (size_t)g->B * tp->run_T * tp->model->n_out * sizeof *y);
+    else
+        readout(g, tp->run_T, y);
 }
 
 ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
@@ -415,22 +402,18 @@ ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
         tp->run_x = x;
         tp->run_y = y;
         tp->run_T = T;
-        if (tp->ckpt && y) {
-            /* every group checks its x before any group writes y */
-            elm__pool_run(tp->pool, group_scan, tp);
-            int rc = groups_status(tp);
-            if (rc != ELM_OK) return rc;
-        }
         elm__pool_run(tp->pool, group_record, tp);
         int rc = groups_status(tp);
         if (rc != ELM_OK) return rc;
-        /* the default mode writes y only once every group succeeded */
-        if (!tp->ckpt && y) elm__pool_run(tp->pool, group_readout, tp);
+        /* y is written only once every group succeeded */
+        if (y) elm__pool_run(tp->pool, group_readout, tp);
     } else {
-        int rc = tp->ckpt && y ? scan_input(tp, x, T) : ELM_OK;
-        if (rc == ELM_OK) rc = record(tp, x, T, y);
+        int rc = record(tp, x, T, y);
         if (rc != ELM_OK) return rc;
-        if (!tp->ckpt && y) readout(tp, T, y);
+        if (tp->ckpt && y)
+            memcpy(y, tp->ybuf, (size_t)tp->B * T * m->n_out * sizeof *y);
+        else if (y)
+            readout(tp, T, y);
     }
     tp->T = T;
     return ELM_OK;

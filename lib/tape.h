@@ -59,6 +59,9 @@ struct elm_tape {
     float *zero;    /* (B, n_m) zeros */
     float *acc;     /* (2, n_m) per-segment sums: coef, kappa_m */
     float *gbuf;    /* (n_params) gradient of one backward, added at the end */
+    float *ybuf;    /* checkpointing: (B, T, n_out) output of the forward, copied
+                     * to y only once all of x proved finite (the drive scan
+                     * finds a non-finite input segment by segment) */
     /* Non-zero inputs of the last forward, row (t, b) time-major: entries
      * ev_ptr[r] .. ev_ptr[r + 1] of ev_idx / ev_val. The backward reads
      * these instead of x, sequentially. Grown (never shrunk) by a forward

@@ -877,10 +877,12 @@ static void test_prefetch_error(void **st) {
     assert_int_equal(elm_dataset_set(p, ELM_DATASET_PREFETCH, 1), ELM_OK);
     batch b = batch_new(4);
     size_t count = 42, ids[4];
-    assert_int_equal(elm_dataset_next(p, 4, b.x, NULL, NULL, b.lengths, &count), ELM_OK);
-    /* The worker may already have read sample 5; the error surfaces at the
-     * batch it belongs to, on the caller's thread, with its message. */
+    /* Broken before the worker can read it (changing it later would race
+     * with the worker): the first batch is fine, the worker meets the
+     * error while building the second, and it surfaces at the batch it
+     * belongs to, on the caller's thread, with its message. */
     F.lengths[5] = 0;
+    assert_int_equal(elm_dataset_next(p, 4, b.x, NULL, NULL, b.lengths, &count), ELM_OK);
     count = 42;
     assert_int_equal(elm_dataset_next(p, 4, b.x, NULL, NULL, b.lengths, &count), ELM_E_INVALID);
     assert_non_null(strstr(elm_last_error(), "lengths[5]"));

@@ -69,7 +69,11 @@ static void test_matmul_small(void **st) {
     static float x[B * IN], w[OUT * IN], y[B * OUT], ref[B * OUT];
     static float packed[IN * 160];
     assert_int_equal(elm__panel_cols(OUT), 160);
-    assert_int_equal(elm__panel_cols(2), 16);
+    /* narrow last panels: 2 -> one of 4; 100 = 64 + 16 + 16 + 4;
+     * 150 = 64 + 64 + 16 + 8 (the OUT - 4 case below) */
+    assert_int_equal(elm__panel_cols(2), 4);
+    assert_int_equal(elm__panel_cols(100), 100);
+    assert_int_equal(elm__panel_cols(OUT - 4), 152);
     assert_int_equal(elm__panel_cols(128), 128);
     for (int i = 0; i < B * IN; i++) x[i] = (float)((i * 7919) % 23) / 23.0f - 0.5f;
     for (int i = 0; i < OUT * IN; i++) w[i] = (float)((i * 104729) % 31) / 31.0f - 0.5f;
@@ -91,6 +95,15 @@ static void test_matmul_small(void **st) {
         for (int o = 0; o < OUT; o++) {
             if (o < OUT - 4) assert_true(fabsf(y[b * OUT + o] + 1.0f - ref[b * OUT + o]) < 1e-5f);
             else assert_true(y[b * OUT + o] == 7.0f);
+        }
+    /* the register-blocked kernel accumulates over the same panels,
+     * narrow 8-wide last panel included */
+    for (int i = 0; i < B * OUT; i++) y[i] = 1.0f;
+    elm__matmul_rows(B, IN - ROW0, OUT - 4, x + ROW0, IN, packed, IN, ROW0, y, OUT);
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < OUT; o++) {
+            if (o < OUT - 4) assert_true(fabsf(y[b * OUT + o] - ref[b * OUT + o]) < 1e-5f);
+            else assert_true(y[b * OUT + o] == 1.0f);
         }
 }
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(ELM_HAVE_IFUNC)
-#define ELM_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#define ELM_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
 #else
 #define ELM_CLONES
 #endif
@@ -58,19 +58,98 @@ static inline void store16(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
  * is inlined. */
 #define splat16(s) ((s) - (vf16){0})
 
+/* Width of the panel holding the next `rest` columns: 64 while 64 remain,
+ * 16 while more than 8 remain, then one panel of 8 or 4. The narrow last
+ * panels keep the padding small: at B = 1 every padded column is weight
+ * bytes streamed from L2 for nothing (16-wide tails were ~9% of NeuronIO's
+ * per-step weight reads). */
+static inline int panel_width(int rest) {
+    return rest >= 64 ? 64 : rest > 8 ? 16 : rest > 4 ? 8 : 4;
+}
+
 size_t elm__panel_cols(int out) {
-    size_t full = (size_t)out / 64 * 64;
-    return full + ((size_t)out - full + 15) / 16 * 16;
+    size_t cols = 0;
+    for (int o = 0; o < out;) {
+        int width = panel_width(out - o);
+        cols += (size_t)width;
+        o += width;
+    }
+    return cols;
 }
 
 void elm__pack_panels(const float *w, int out, int in, float *dst) {
     for (int o = 0; o < out;) {
-        int width = out - o >= 64 ? 64 : 16;
+        int width = panel_width(out - o);
         for (int i = 0; i < in; i++)
             for (int q = 0; q < width; q++)
                 *dst++ = o + q < out ? w[(size_t)(o + q) * in + i] : 0.0f;
         o += width;
     }
+}
+
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+#define splat8(s) ((s) - (vf8){0})
+#define splat4(s) ((s) - (vf4){0})
+
+/* acc (n <= width) += x (in) @ a narrow panel (in, width), width 8 or 4:
+ * ymm / xmm accumulators (a zmm would spend two FMA slots per input on
+ * Zen 4 for half-empty lanes), four partial sums over interleaved inputs
+ * so that FMA latency is hidden. */
+static inline __attribute__((always_inline)) void narrow_panel(const int width, int in, int n,
+                                                               const float *x, const float *w,
+                                                               float *acc) {
+    int i = 0;
+    if (width == 8) {
+        vf8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v;
+        memcpy(&a0, acc, (size_t)n * sizeof(float));
+        for (; i + 4 <= in; i += 4, w += 32) {
+            memcpy(&v, w, sizeof v);
+            a0 += splat8(x[i]) * v;
+            memcpy(&v, w + 8, sizeof v);
+            a1 += splat8(x[i + 1]) * v;
+            memcpy(&v, w + 16, sizeof v);
+            a2 += splat8(x[i + 2]) * v;
+            memcpy(&v, w + 24, sizeof v);
+            a3 += splat8(x[i + 3]) * v;
+        }
+        for (; i < in; i++, w += 8) {
+            memcpy(&v, w, sizeof v);
+            a0 += splat8(x[i]) * v;
+        }
+        a0 = (a0 + a1) + (a2 + a3);
+        memcpy(acc, &a0, (size_t)n * sizeof(float));
+    } else {
+        vf4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v;
+        memcpy(&a0, acc, (size_t)n * sizeof(float));
+        for (; i + 4 <= in; i += 4, w += 16) {
+            memcpy(&v, w, sizeof v);
+            a0 += splat4(x[i]) * v;
+            memcpy(&v, w + 4, sizeof v);
+            a1 += splat4(x[i + 1]) * v;
+            memcpy(&v, w + 8, sizeof v);
+            a2 += splat4(x[i + 2]) * v;
+            memcpy(&v, w + 12, sizeof v);
+            a3 += splat4(x[i + 3]) * v;
+        }
+        for (; i < in; i++, w += 4) {
+            memcpy(&v, w, sizeof v);
+            a0 += splat4(x[i]) * v;
+        }
+        a0 = (a0 + a1) + (a2 + a3);
+        memcpy(acc, &a0, (size_t)n * sizeof(float));
+    }
+}
+
+/* acc (n) += x @ the narrow panel of width w8 (8 or 4), the width a
+ * constant in each branch so that narrow_panel is specialised. */
+static inline __attribute__((always_inline)) void narrow_dispatch(int width, int in, int n,
+                                                                  const float *x, const float *w,
+                                                                  float *acc) {
+    if (width == 8)
+        narrow_panel(8, in, n, x, w, acc);
+    else
+        narrow_panel(4, in, n, x, w, acc);
 }
 
 /* Each panel is read front to back once per stream: 64 outputs in four
@@ -104,6 +183,14 @@ void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const
                 store16(yb + o + 48, a3);
                 panel += (size_t)in_total * 64;
                 o += 64;
+            } else if (out - o <= 8) {
+                int width = panel_width(out - o), n = out - o;
+                float acc[8] = {0};
+                if (accumulate) memcpy(acc, yb + o, (size_t)n * sizeof(float));
+                narrow_dispatch(width, in, n, xb, panel + (size_t)row0 * width, acc);
+                memcpy(yb + o, acc, (size_t)n * sizeof(float));
+                panel += (size_t)in_total * width;
+                o += width;
             } else {
                 int n = out - o < 16 ? out - o : 16;
                 const float *w = panel + (size_t)row0 * 16;
@@ -125,6 +212,98 @@ void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const
                 o += 16;
             }
         }
+    }
+}
+
+/* The epilogue of one panel of elm__matvec_fused: t holds the panel's
+ * width (64 or 16, a constant after inlining, so the loops vectorise with
+ * no scalar tail) of bias + x W; n of them are valid outputs. The padding
+ * lanes are computed too (finite: they hold bias-free zeros) and dropped. */
+static inline __attribute__((always_inline)) void fused_epilogue(const int width, float *t, int o,
+                                                                 int n, int epi, float *y,
+                                                                 const float *kappa,
+                                                                 const float *coef, float *mem) {
+    if (epi == ELM_EPI_RELU) {
+        for (int i = 0; i < width; i++) t[i] = t[i] > 0.0f ? t[i] : 0.0f;
+    } else if (epi == ELM_EPI_SILU) {
+        for (int i = 0; i < width; i++) t[i] = t[i] / (1.0f + exp_inline(-t[i]));
+    } else if (epi == ELM_EPI_MEMORY) {
+        /* elm__memory_update's formula, on the panel while it is in L1 */
+        for (int i = 0; i < width; i++) {
+            float a = t[i] * (2.0f / 3.0f);
+            float e = exp_inline(-2.0f * fabsf(a));
+            t[i] = 1.7159f * copysignf((1.0f - e) / (1.0f + e), a);
+        }
+        for (int i = 0; i < n; i++) mem[o + i] = kappa[o + i] * mem[o + i] + coef[o + i] * t[i];
+        return;
+    }
+    memcpy(y + o, t, (size_t)n * sizeof *y);
+}
+
+/* One stream: y = epi(init + x W) over rows [row0, row0 + in), panel by
+ * panel, the activation or memory update applied to each panel's results
+ * while they are still in registers / L1. This replaces, at B = 1, the
+ * passes fill-bias, product, activate (or memory update) over h: each was
+ * a separate call that re-read h and ran a scalar tail. init may be y
+ * (accumulate) or the bias. Software prefetch of the weights (per line,
+ * 512-2048 bytes ahead) was tried and was slower: the hardware prefetcher
+ * already follows the panels, which are read front to back. */
+ELM_CLONES
+void elm__matvec_fused(int in, int out, const float *x, const float *panels, int in_total,
+                       int row0, const float *init, float *y, int epi, const float *kappa,
+                       const float *coef, float *mem) {
+    float t[64] __attribute__((aligned(64)));
+    const float *panel = panels;
+    for (int o = 0; o < out;) {
+        int n;
+        if (out - o >= 64) {
+            n = 64;
+            const float *w = panel + (size_t)row0 * 64;
+            vf16 a0 = load16(init + o), a1 = load16(init + o + 16), a2 = load16(init + o + 32),
+                 a3 = load16(init + o + 48);
+            for (int i = 0; i < in; i++, w += 64) {
+                vf16 xi = splat16(x[i]);
+                a0 += xi * load16(w);
+                a1 += xi * load16(w + 16);
+                a2 += xi * load16(w + 32);
+                a3 += xi * load16(w + 48);
+            }
+            store16(t, a0);
+            store16(t + 16, a1);
+            store16(t + 32, a2);
+            store16(t + 48, a3);
+            panel += (size_t)in_total * 64;
+            fused_epilogue(64, t, o, n, epi, y, kappa, coef, mem);
+        } else if (out - o <= 8) {
+            int width = panel_width(out - o);
+            n = out - o;
+            memcpy(t, init + o, (size_t)n * sizeof(float));
+            narrow_dispatch(width, in, n, x, panel + (size_t)row0 * width, t);
+            /* n <= 8 valid; the 16-wide epilogue reads t[n..16): zero them */
+            memset(t + n, 0, (size_t)(16 - n) * sizeof(float));
+            panel += (size_t)in_total * width;
+            fused_epilogue(16, t, o, n, epi, y, kappa, coef, mem);
+            o += width;
+            continue;
+        } else {
+            n = out - o < 16 ? out - o : 16;
+            const float *w = panel + (size_t)row0 * 16;
+            vf16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            memcpy(&a0, init + o, (size_t)n * sizeof(float));
+            int i = 0;
+            for (; i + 4 <= in; i += 4, w += 64) {
+                a0 += splat16(x[i]) * load16(w);
+                a1 += splat16(x[i + 1]) * load16(w + 16);
+                a2 += splat16(x[i + 2]) * load16(w + 32);
+                a3 += splat16(x[i + 3]) * load16(w + 48);
+            }
+            for (; i < in; i++, w += 16) a0 += splat16(x[i]) * load16(w);
+            a0 = (a0 + a1) + (a2 + a3);
+            store16(t, a0);
+            panel += (size_t)in_total * 16;
+            fused_epilogue(16, t, o, n, epi, y, kappa, coef, mem);
+        }
+        o += n == 64 ? 64 : 16;
     }
 }
 
@@ -190,6 +369,15 @@ static inline __attribute__((always_inline)) void rows_block(const int R, int in
             rows_panel64(R, in, x, ldx, panel + (size_t)row0 * 64, y + o, ldy);
             panel += (size_t)in_total * 64;
             o += 64;
+        } else if (out - o <= 8) {
+            /* narrow last panel: one stream at a time, the panel (at most
+             * in x 32 bytes) staying in L1 across the R streams */
+            int width = panel_width(out - o), n = out - o;
+            for (int r = 0; r < R; r++)
+                narrow_dispatch(width, in, n, x + (size_t)r * ldx, panel + (size_t)row0 * width,
+                                y + o + (size_t)r * ldy);
+            panel += (size_t)in_total * width;
+            o += width;
         } else {
             int n = out - o < 16 ? out - o : 16;
             rows_panel16(R, in, n, x, ldx, panel + (size_t)row0 * 16, y + o, ldy);
@@ -199,6 +387,11 @@ static inline __attribute__((always_inline)) void rows_block(const int R, int in
     }
 }
 
+/* A per-panel epilogue here (activation / memory update while the 6
+ * streams' results are in L1, as elm__matvec_fused does for one stream)
+ * was tried for the B = 32 sequence forward and measured no faster (best
+ * of 15: 540k vs 555k sample-steps/s): at B >= 6 the separate passes run
+ * over h in L1 and cost little next to the products. */
 ELM_CLONES
 void elm__matmul_rows(int B, int in, int out, const float *x, size_t ldx, const float *panels,
                       int in_total, int row0, float *y, size_t ldy) {
@@ -324,11 +517,9 @@ static int drive_scan_portable(const float *x, int n, const int32_t *ptr, const 
  * Inf); the events are then visited by their lane bits, with no test per
  * element. The same entries are added in the same order as the portable
  * version, so d is bit-identical. */
-__attribute__((target("avx512f"))) static int drive_scan_avx512(const float *x, int n,
-                                                                 const int32_t *ptr,
-                                                                 const int32_t *tgt,
-                                                                 const float *w, float *d,
-                                                                 uint64_t *blocks) {
+static inline __attribute__((always_inline, target("avx512f"))) int
+drive_scan_avx512_body(const float *x, int n, const int32_t *ptr, const int32_t *tgt,
+                       const float *w, float *d, uint64_t *blocks, const int want_blocks) {
     const __m512i mag = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
     int nblk = (n + 15) / 16;
     uint64_t word = 0;
@@ -349,12 +540,23 @@ __attribute__((target("avx512f"))) static int drive_scan_avx512(const float *x, 
             }
             if (bad) return k * 16 + __builtin_ctz(bad);
         }
-        if (k % 64 == 63 || k == nblk - 1) {
-            if (blocks) blocks[k / 64] = word;
+        if (want_blocks && (k % 64 == 63 || k == nblk - 1)) {
+            blocks[k / 64] = word;
             word = 0;
         }
     }
     return -1;
+}
+
+/* Without `blocks` (the state's step and forward) the bit-set bookkeeping
+ * is compiled out: in the B = 1 step it kept loop variables on the stack. */
+__attribute__((target("avx512f"))) static int drive_scan_avx512(const float *x, int n,
+                                                                 const int32_t *ptr,
+                                                                 const int32_t *tgt,
+                                                                 const float *w, float *d,
+                                                                 uint64_t *blocks) {
+    if (blocks) return drive_scan_avx512_body(x, n, ptr, tgt, w, d, blocks, 1);
+    return drive_scan_avx512_body(x, n, ptr, tgt, w, d, NULL, 0);
 }
 
 typedef int drive_scan_fn(const float *, int, const int32_t *, const int32_t *, const float *,
@@ -403,28 +605,38 @@ void elm__memory_update(int B, int n, float *m, const float *kappa, const float 
  * gm = dL/dm_t. Writes dz = gm coef g'(z) and carry = gm kappa (dL/dm_{t-1}
  * through the leak); adds gm g(z) to acc_coef and gm m_{t-1} to acc_kappa
  * (per unit, summed over streams). g'(z) = 1.7159 (2/3) (1 - tanh^2), with
- * 1 - tanh^2(a) = 4e / (1 + e)^2 for e = exp(-2|a|), exact near saturation. */
+ * 1 - tanh^2(a) = 4e / (1 + e)^2 for e = exp(-2|a|), exact near saturation.
+ * Every pointer of the row is restrict-qualified, kappa and coef included:
+ * without that GCC cannot prove that the stores miss them and leaves the
+ * loop scalar (about 9% of a NeuronIO training step). The only version:
+ * the tape's elm__tape_memory_backward (kernels/bwd.c) forwards here. */
+static inline __attribute__((always_inline)) void
+memory_backward_row(int n, const float *restrict gb, const float *restrict zb,
+                    const float *restrict pb, const float *restrict kappa,
+                    const float *restrict coef, float *restrict db, float *restrict cb,
+                    float *restrict ac, float *restrict ak) {
+    for (int i = 0; i < n; i++) {
+        float a = zb[i] * (2.0f / 3.0f);
+        float e = exp_inline(-2.0f * fabsf(a));
+        float inv = 1.0f / (1.0f + e);
+        float t = copysignf((1.0f - e) * inv, a);
+        float dg = (1.7159f * (2.0f / 3.0f) * 4.0f) * e * inv * inv;
+        float g = gb[i];
+        db[i] = g * coef[i] * dg;
+        cb[i] = g * kappa[i];
+        ac[i] += g * (1.7159f * t);
+        ak[i] += g * pb[i];
+    }
+}
+
 ELM_CLONES
 void elm__memory_backward(int B, int n, const float *gm, const float *z, const float *mprev,
                           const float *kappa, const float *coef, float *dz, float *carry,
                           float *acc_coef, float *acc_kappa) {
     for (int b = 0; b < B; b++) {
-        const float *restrict gb = gm + (size_t)b * n, *restrict zb = z + (size_t)b * n,
-                              *restrict pb = mprev + (size_t)b * n;
-        float *restrict db = dz + (size_t)b * n, *restrict cb = carry + (size_t)b * n;
-        float *restrict ac = acc_coef, *restrict ak = acc_kappa;
-        for (int i = 0; i < n; i++) {
-            float a = zb[i] * (2.0f / 3.0f);
-            float e = exp_inline(-2.0f * fabsf(a));
-            float inv = 1.0f / (1.0f + e);
-            float t = copysignf((1.0f - e) * inv, a);
-            float dg = (1.7159f * (2.0f / 3.0f) * 4.0f) * e * inv * inv;
-            float g = gb[i];
-            db[i] = g * coef[i] * dg;
-            cb[i] = g * kappa[i];
-            ac[i] += g * (1.7159f * t);
-            ak[i] += g * pb[i];
-        }
+        size_t o = (size_t)b * (size_t)n;
+        memory_backward_row(n, gm + o, z + o, mprev + o, kappa, coef, dz + o, carry + o, acc_coef,
+                            acc_kappa);
     }
 }
 
