@@ -128,6 +128,18 @@ out:
     return st;
 }
 
+/* Whether `path` starts with the NeuronIO layout's magic ("ELM-NIO\0",
+ * docs/datasets/neuronio.md): the file's content decides, not its name. */
+static int is_neuronio_file(const char *path) {
+    static const char magic[8] = {'E', 'L', 'M', '-', 'N', 'I', 'O', '\0'};
+    char head[8];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return n == sizeof head && memcmp(head, magic, sizeof magic) == 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     static const cli_opt opts[] = {{"mode", 0, 1}, {"split", 0, 1}};
     const char *opt[2], *pos[2];
@@ -139,8 +151,12 @@ int cmd_eval(int argc, char **argv) {
     }
     if (st) return st;
     if (n_pos != 2) return cli_usage_error("eval", "expected MODEL.elm and DATA");
-    const int is_config = cli_has_suffix(pos[1], ".yaml") || cli_has_suffix(pos[1], ".yml") ||
-                          cli_has_suffix(pos[1], ".json");
+    /* A NeuronIO file by its magic; otherwise a config by its extension;
+     * anything else goes to the NeuronIO reader, whose error names the
+     * problem with the file. */
+    const int is_config = !is_neuronio_file(pos[1]) &&
+                          (cli_has_suffix(pos[1], ".yaml") || cli_has_suffix(pos[1], ".yml") ||
+                           cli_has_suffix(pos[1], ".json"));
     if (is_config && opt[0]) return cli_usage_error("eval", "--mode applies to NeuronIO files");
     if (!is_config && opt[1]) return cli_usage_error("eval", "--split applies to training configs");
     elm_model *m;

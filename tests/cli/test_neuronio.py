@@ -1,6 +1,7 @@
 """`elm convert` and `elm eval` on the official best NeuronIO model and the
 reference NeuronIO file (../shared); skipped when those are absent."""
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -60,6 +61,15 @@ def test_eval_reproduces_the_official_auc(files):
     for key in ["tp_at_fp_0.0025", "pauc_at_fp_0.0025", "tp_at_fp_0.01", "pauc_at_fp_0.01",
                 "soma_mae_mv", "soma_explained_variance"]:
         assert len(t[key]) == 2, key
+
+
+def test_eval_knows_a_neuronio_file_by_its_content(files, tmp_path):
+    model, nio = files
+    named = tmp_path / "looks_like_a_config.yaml"
+    shutil.copyfile(nio, named)
+    r = run("eval", model, named, "--mode", "windows")
+    assert r.returncode == 0, r.stderr
+    assert metrics(r.stdout)["auc"][0] == pytest.approx(OFFICIAL_AUC, abs=5e-7)
 
 
 def test_eval_one_mode(files):
