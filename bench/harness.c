@@ -75,6 +75,7 @@ typedef struct bench_case {
     /* repeats after warm-up (full run) */
     int warm, reps;
     const char *torch_case; /* torch_reference.py's case, or NULL */
+    int events;             /* input as CSR events (elm_state_*_events) */
 } bench_case;
 
 #define NIO_MODEL 1278, 2, 100, 200, 45, 100, ELM_ROUTING_NEURONIO, ELM_SILU, 1, 150.0, 1.0
@@ -87,25 +88,29 @@ typedef struct bench_case {
  * examples/configs/shd.yaml and lra_listops.yaml. */
 static const bench_case cases[] = {
     {"neuronio_stream", "neuronio", K_STREAM, NIO_MODEL, 1, 1, 1, IN_SIGNED_SPIKES, 0.01,
-     0, 0, 0, 0, 0, 0, 0, 1, 5, "stream_step"},
+     0, 0, 0, 0, 0, 0, 0, 1, 5, "stream_step", 0},
     {"neuronio_forward", "neuronio", K_FORWARD, NIO_MODEL, 32, 500, 200, IN_SIGNED_SPIKES, 0.01,
-     0, 0, 0, 0, 0, 0, 0, 1, 7, "forward_seq"},
+     0, 0, 0, 0, 0, 0, 0, 1, 7, "forward_seq", 0},
+    {"neuronio_stream_events", "neuronio", K_STREAM, NIO_MODEL, 1, 1, 1, IN_SIGNED_SPIKES, 0.01,
+     0, 0, 0, 0, 0, 0, 0, 1, 5, "stream_step", 1},
+    {"neuronio_forward_events", "neuronio", K_FORWARD, NIO_MODEL, 32, 500, 200, IN_SIGNED_SPIKES,
+     0.01, 0, 0, 0, 0, 0, 0, 0, 1, 7, "forward_seq", 1},
     {"neuronio_train", "neuronio", K_TRAIN, NIO_MODEL, 32, 500, 200, IN_SIGNED_SPIKES, 0.01,
-     ELM_LOSS_NEURONIO, ELM_OPTIM_ADAM, 5e-4, 0, 150, 150, 0, 2, 7, "train_step"},
+     ELM_LOSS_NEURONIO, ELM_OPTIM_ADAM, 5e-4, 0, 150, 150, 0, 2, 7, "train_step", 0},
     {"shd_dt10_forward", "shd", K_FORWARD, SHD_MODEL(10.0), 8, 100, 25, IN_SPIKES, 0.11,
-     0, 0, 0, 0, 0, 0, 0, 2, 15, NULL},
+     0, 0, 0, 0, 0, 0, 0, 2, 15, NULL, 0},
     {"shd_dt10_train", "shd", K_TRAIN, SHD_MODEL(10.0), 8, 100, 25, IN_SPIKES, 0.11,
-     ELM_LOSS_CE_LAST, ELM_OPTIM_ADAMAX, 5e-3, 0.5, 0, 0, 0, 2, 15, NULL},
+     ELM_LOSS_CE_LAST, ELM_OPTIM_ADAMAX, 5e-3, 0.5, 0, 0, 0, 2, 15, NULL, 0},
     {"shd_dt2_forward", "shd", K_FORWARD, SHD_MODEL(2.0), 8, 500, 50, IN_SPIKES, 0.022,
-     0, 0, 0, 0, 0, 0, 0, 1, 9, NULL},
+     0, 0, 0, 0, 0, 0, 0, 1, 9, NULL, 0},
     {"shd_dt2_train", "shd", K_TRAIN, SHD_MODEL(2.0), 8, 500, 50, IN_SPIKES, 0.022,
-     ELM_LOSS_CE_LAST, ELM_OPTIM_ADAMAX, 5e-3, 0.5, 0, 0, 0, 1, 9, NULL},
+     ELM_LOSS_CE_LAST, ELM_OPTIM_ADAMAX, 5e-3, 0.5, 0, 0, 0, 1, 9, NULL, 0},
     {"lra_forward", "lra", K_FORWARD, LRA_MODEL, 8, 2000, 200, IN_ONEHOT, 0,
-     0, 0, 0, 0, 0, 0, 0, 1, 5, NULL},
+     0, 0, 0, 0, 0, 0, 0, 1, 5, NULL, 0},
     {"lra_train", "lra", K_TRAIN, LRA_MODEL, 8, 2000, 200, IN_ONEHOT, 0,
-     ELM_LOSS_CE_LAST, ELM_OPTIM_ADAM, 2e-4, 0, 0, 0, 0, 1, 5, NULL},
+     ELM_LOSS_CE_LAST, ELM_OPTIM_ADAM, 2e-4, 0, 0, 0, 0, 1, 5, NULL, 0},
     {"lra_train_checkpoint", "lra", K_TRAIN, LRA_MODEL, 8, 2000, 200, IN_ONEHOT, 0,
-     ELM_LOSS_CE_LAST, ELM_OPTIM_ADAM, 2e-4, 0, 0, 0, ELM_TAPE_CHECKPOINT, 1, 5, NULL},
+     ELM_LOSS_CE_LAST, ELM_OPTIM_ADAM, 2e-4, 0, 0, 0, ELM_TAPE_CHECKPOINT, 1, 5, NULL, 0},
 };
 enum { N_CASES = sizeof cases / sizeof *cases };
 
@@ -197,20 +202,81 @@ static void result_fail(bench_result *r, int status, const char *what, int rc) {
     snprintf(r->msg, sizeof r->msg, "%s: %s (%s)", what, elm_strerror(rc), elm_last_error());
 }
 
+/* The next row (n_in) of the case's input, drawn from *seed. */
+static void input_row(const bench_case *c, uint64_t *seed, float *row) {
+    const size_t n_in = (size_t)c->n_in;
+    memset(row, 0, n_in * sizeof *row);
+    if (c->input == IN_ONEHOT) {
+        row[lcg(seed) % n_in] = 1.0f;
+        return;
+    }
+    const uint32_t thr = (uint32_t)(c->density * 1e6);
+    for (size_t i = 0; i < n_in; i++)
+        if (lcg(seed) % 1000000 < thr)
+            row[i] = c->input == IN_SIGNED_SPIKES && i >= n_in / 2 ? -1.0f : 1.0f;
+}
+
 /* The case's input (B, T, n_in). */
 static float *make_input(const bench_case *c, size_t B, size_t T, uint64_t seed) {
     const size_t n_in = (size_t)c->n_in, n = B * T * n_in;
-    float *x = calloc(n ? n : 1, sizeof *x);
+    float *x = malloc((n ? n : 1) * sizeof *x);
     if (!x) return NULL;
-    const uint32_t thr = (uint32_t)(c->density * 1e6);
-    if (c->input == IN_ONEHOT) {
-        for (size_t i = 0; i < B * T; i++) x[i * n_in + lcg(&seed) % n_in] = 1.0f;
-        return x;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (lcg(&seed) % 1000000 < thr)
-            x[i] = c->input == IN_SIGNED_SPIKES && i % n_in >= n_in / 2 ? -1.0f : 1.0f;
+    for (size_t r = 0; r < B * T; r++) input_row(c, &seed, x + r * n_in);
     return x;
+}
+
+/* The same input as make_input, as CSR events in increasing channel order,
+ * built row by row: the dense array never exists, so a case's peak memory
+ * is what the events need. */
+typedef struct events {
+    int64_t *off;
+    int32_t *ch;
+    float *val;
+} events;
+
+static void events_free(events *e) {
+    free(e->off);
+    free(e->ch);
+    free(e->val);
+}
+
+static int make_events(const bench_case *c, size_t rows, uint64_t seed, events *e) {
+    const size_t n_in = (size_t)c->n_in;
+    size_t cap = 1024;
+    float *row = malloc(n_in * sizeof *row);
+    e->off = malloc((rows + 1) * sizeof *e->off);
+    e->ch = malloc(cap * sizeof *e->ch);
+    e->val = malloc(cap * sizeof *e->val);
+    int64_t k = 0;
+    if (row && e->off) e->off[0] = 0;
+    for (size_t r = 0; row && e->off && e->ch && e->val && r < rows; r++) {
+        input_row(c, &seed, row);
+        for (size_t i = 0; i < n_in; i++) {
+            if (row[i] == 0.0f) continue;
+            if ((size_t)k == cap) {
+                cap *= 2;
+                int32_t *ch = realloc(e->ch, cap * sizeof *ch);
+                if (ch) e->ch = ch;
+                float *val = ch ? realloc(e->val, cap * sizeof *val) : NULL;
+                if (val) e->val = val;
+                if (!ch || !val) {
+                    free(row);
+                    events_free(e);
+                    return ELM_E_NOMEM;
+                }
+            }
+            e->ch[k] = (int32_t)i;
+            e->val[k++] = row[i];
+        }
+        e->off[r + 1] = k;
+    }
+    int ok = row && e->off && e->ch && e->val;
+    free(row);
+    if (!ok) {
+        events_free(e);
+        return ELM_E_NOMEM;
+    }
+    return ELM_OK;
 }
 
 static int make_model(const bench_case *c, elm_model **m) {
@@ -244,19 +310,26 @@ static void run_stream(const bench_case *c, const elm_model *m, int quick, bench
      * through a ring of 100 pre-generated steps (as bench_forward). */
     enum { RING = 100, CHUNKS = 5 };
     const size_t steps = quick ? 300 : 20000, n_in = (size_t)c->n_in;
-    float *x = make_input(c, 1, RING, 7), y[16];
+    float *x = c->events ? NULL : make_input(c, 1, RING, 7), y[16];
+    events ev = {0};
     elm_state *s = NULL;
-    int rc = x ? elm_state_create(m, 1, &s) : ELM_E_NOMEM;
+    int rc = c->events ? make_events(c, RING, 7, &ev) : x ? ELM_OK : ELM_E_NOMEM;
+    if (!rc) rc = elm_state_create(m, 1, &s);
     double secs[CHUNKS];
-    for (size_t t = 0; !rc && t < steps / 4; t++) rc = elm_state_step(s, x + (t % RING) * n_in, y);
+#define STEP(t)                                                                                  \
+    (c->events ? elm_state_step_events(s, ev.off + (t) % RING, ev.ch, ev.val, y)                 \
+               : elm_state_step(s, x + ((t) % RING) * n_in, y))
+    for (size_t t = 0; !rc && t < steps / 4; t++) rc = STEP(t);
     for (int k = 0; !rc && k < CHUNKS; k++) {
         double t0 = now();
-        for (size_t t = 0; !rc && t < steps; t++) rc = elm_state_step(s, x + (t % RING) * n_in, y);
+        for (size_t t = 0; !rc && t < steps; t++) rc = STEP(t);
         secs[k] = (now() - t0) / (double)steps;
     }
-    if (rc) result_fail(r, RES_FAILED, "elm_state_step", rc);
+#undef STEP
+    if (rc) result_fail(r, RES_FAILED, c->events ? "elm_state_step_events" : "elm_state_step", rc);
     else finish_times(r, secs, CHUNKS);
     elm_state_free(s);
+    events_free(&ev);
     free(x);
 }
 
@@ -264,10 +337,13 @@ static void run_forward(const bench_case *c, const elm_model *m, int quick, int 
                         bench_result *r) {
     const size_t B = c->B, T = case_T(c, quick);
     const int warm = 1, reps = quick ? 2 : c->reps;
-    float *x = make_input(c, B, T, 11), *y = malloc(B * T * (size_t)c->n_out * sizeof *y);
+    float *x = c->events ? NULL : make_input(c, B, T, 11);
+    float *y = malloc(B * T * (size_t)c->n_out * sizeof *y);
+    events ev = {0};
     elm_state *s = NULL;
     double secs[32];
-    int rc = x && y ? elm_state_create(m, B, &s) : ELM_E_NOMEM;
+    int rc = c->events ? make_events(c, B * T, 11, &ev) : x ? ELM_OK : ELM_E_NOMEM;
+    if (!rc) rc = y ? elm_state_create(m, B, &s) : ELM_E_NOMEM;
     if (rc) {
         result_fail(r, RES_FAILED, "elm_state_create", rc);
     } else if (threads > 1 && (rc = elm_state_set_threads(s, threads))) {
@@ -276,13 +352,18 @@ static void run_forward(const bench_case *c, const elm_model *m, int quick, int 
         for (int i = 0; !rc && i < warm + reps; i++) {
             rc = elm_state_reset(s, ELM_ALL_STREAMS);
             double t0 = now();
-            if (!rc) rc = elm_state_forward(s, x, T, y);
+            if (!rc)
+                rc = c->events ? elm_state_forward_events(s, T, ev.off, ev.ch, ev.val, y)
+                               : elm_state_forward(s, x, T, y);
             if (i >= warm) secs[i - warm] = now() - t0;
         }
-        if (rc) result_fail(r, RES_FAILED, "elm_state_forward", rc);
+        if (rc)
+            result_fail(r, RES_FAILED, c->events ? "elm_state_forward_events" : "elm_state_forward",
+                        rc);
         else finish_times(r, secs, reps);
     }
     elm_state_free(s);
+    events_free(&ev);
     free(x);
     free(y);
 }
@@ -617,7 +698,7 @@ static void print_config(FILE *out, const bench_case *c, int quick) {
             c->n_in, c->n_out, case_nb(c), c->k, c->n_m, c->H, c->L,
             c->act == ELM_SILU ? "silu" : "relu",
             c->routing == ELM_ROUTING_NEURONIO ? "neuronio" : "none", c->tau_m_max, c->dt,
-            c->input == IN_ONEHOT ? "onehot" : "spikes",
+            c->input == IN_ONEHOT ? "onehot" : c->events ? "spike_events" : "spikes",
             c->input == IN_ONEHOT ? 1.0 / c->n_in : c->density);
     if (c->kind == K_TRAIN)
         fprintf(out, ", \"loss\": \"%s\", \"optimizer\": \"%s\", \"lr\": %g, \"dropout\": %g, "

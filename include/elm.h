@@ -337,6 +337,38 @@ ELM_API int elm_state_forward_traced(elm_state *state, const float *x,
                                      size_t T, float *y, float *syn,
                                      float *branch, float *mem);
 
+/* Event (spike) input, for inputs that are mostly zero. Instead of dense
+ * rows, pass the non-zero entries in CSR form: row r owns the events
+ * [offsets[r], offsets[r+1]), each a channel in [0, n_in) and a value
+ * (values may be NULL: every event is 1, a spike). A row stands for the
+ * dense row x with x[channel] = the sum of its events' values on that
+ * channel; channels may come in any order and repeat. The work is
+ * proportional to the events, not to n_in: nothing reads a dense row.
+ * Results equal the dense call's bit for bit when each row's channels
+ * are strictly increasing (the dense scan adds them in that order), and
+ * within float rounding otherwise.
+ * Offsets index channels and values directly and need not start at 0:
+ * a recording held as one CSR array over its steps is stepped by passing
+ * offsets + t with the same channels and values.
+ * Everything is checked before the state changes: offsets must be >= 0
+ * and must not decrease, channels must lie in [0, n_in) (else
+ * ELM_E_INVALID, naming the stream, step and event) and values must be
+ * finite (ELM_E_NONFINITE); on any error the state is unchanged.
+ * channels and values may be NULL when there are no events.
+ *
+ * step:    rows are the B streams: offsets (B + 1); y (B, n_out) or NULL.
+ * forward: rows are (stream, step) pairs in x's order, r = b * T + t:
+ *          offsets (B * T + 1); y (B, T, n_out) or NULL. Threads as for
+ *          elm_state_forward.
+ * Since 0.5. */
+ELM_API int elm_state_step_events(elm_state *state, const int64_t *offsets,
+                                  const int32_t *channels,
+                                  const float *values, float *y);
+ELM_API int elm_state_forward_events(elm_state *state, size_t T,
+                                     const int64_t *offsets,
+                                     const int32_t *channels,
+                                     const float *values, float *y);
+
 /* Zero the state of one stream (0 <= stream < B) or of all streams
  * (ELM_ALL_STREAMS). Since 0.1. */
 ELM_API int elm_state_reset(elm_state *state, int64_t stream);

@@ -188,6 +188,11 @@ int elm__drive_row(const elm_model *m, const float *x, float *d, uint64_t *block
  * input and returns its index (else -1); blocks as for elm__drive_row. */
 int elm__drive_scan(const float *x, int n, const int32_t *ptr, const int32_t *tgt, const float *w,
                     float *d, uint64_t *blocks);
+/* kernels/vec.c: d (n_trace) += the drive of n events (channels ch, values
+ * val, or 1 each when val is NULL), in the order given; channels already
+ * checked to lie in [0, n_in). */
+void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
+                       const int32_t *tgt, const float *w, float *d);
 /* c (n_b) = branch input from a trace row. */
 void elm__branch_input(const elm_model *m, const float *trace, float *c);
 /* rows of y (rows, n) = bias (n) */

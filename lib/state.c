@@ -225,6 +225,29 @@ static void syn_update(const elm_model *m, float *syn, const float *x) {
 }
 
 
+/* A step's or a sequence's input: dense rows of x, or events in CSR form.
+ * Row r is stream b at step t, r = b * T + t, as in x (B, T, n_in).
+ * Events are checked before anything runs (check_events), so only dense
+ * input can fail inside a group. Offsets index ch and val directly, so
+ * they need not start at 0. */
+typedef struct input {
+    const float *x;     /* (B, T, n_in), or NULL for events */
+    const int64_t *off; /* (B * T + 1) event offsets into ch and val */
+    const int32_t *ch;  /* (off[B * T]) channels in [0, n_in) */
+    const float *val;   /* (off[B * T]) values, or NULL: every event is 1 */
+} input;
+
+/* d (n_trace) = the drive of input row r; the index of the first
+ * non-finite input of a dense row, or -1. */
+static int input_drive(const elm_model *m, const input *in, size_t r, float *d) {
+    if (in->x) return elm__drive_row(m, in->x + r * (size_t)m->n_in, d, NULL);
+    memset(d, 0, (size_t)m->n_trace * sizeof *d);
+    int64_t a = in->off[r], b = in->off[r + 1];
+    elm__drive_events(in->ch + a, in->val ? in->val + a : NULL, b - a, m->drive_ptr, m->drive_tgt,
+                      m->drive_w, d);
+    return -1;
+}
+
 static void group_view(const elm_state *s, int b0, int Bg, group *g) {
     const elm_model *m = s->model;
     size_t b = (size_t)b0, Tb = (size_t)s->Tc * b, nS = (size_t)m->n_s, nt = (size_t)m->n_trace,
@@ -320,12 +343,11 @@ static void recurrent_step(const elm_state *s, group *g, float *h, bool branch_d
 }
 
 /* The drive of the group's streams for one step into g->d; false (and the
- * failure recorded) on a non-finite input. x is the whole batch's step. */
-static bool step_drive(const elm_state *s, group *g, const float *x) {
+ * failure recorded) on a non-finite input. `in` is the whole batch's step. */
+static bool step_drive(const elm_state *s, group *g, const input *in) {
     const elm_model *m = s->model;
     for (int b = 0; b < g->B; b++) {
-        int bad = elm__drive_row(m, x + (size_t)(g->b0 + b) * m->n_in,
-                                 g->d + (size_t)b * m->n_trace, NULL);
+        int bad = input_drive(m, in, (size_t)(g->b0 + b), g->d + (size_t)b * m->n_trace);
         if (bad >= 0) {
             g->bad = 1;
             g->bad_t = 0;
@@ -366,13 +388,13 @@ static void step_rest(const elm_state *s, group *g, float *y) {
 /* Work handed to the pool: one group per part. */
 typedef struct job {
     elm_state *s;
-    const float *x;
+    input in;
     float *y, *syn, *branch, *mem;
     size_t T;
     bool forward; /* else one step */
 } job;
 
-static int forward_chunk(const elm_state *s, group *g, const float *x, size_t T, size_t t0, int n,
+static int forward_chunk(const elm_state *s, group *g, const input *in, size_t T, size_t t0, int n,
                          float *y, float *syn_out, float *branch_out, float *mem_out);
 
 static void group_bounds(int B, int n, int part, int *b0, int *Bg) {
@@ -392,7 +414,7 @@ static void run_part(void *ctx, int part, int n_parts) {
     if (!j->forward) {
         /* A group cannot see the others' inputs: it saves its own rows
          * first, and the caller restores them if another group failed. */
-        if (!step_drive(s, g, j->x)) return;
+        if (!step_drive(s, g, &j->in)) return;
         size_t nt = (size_t)m->n_trace, nm = (size_t)m->n_m;
         for (int b = 0; b < Bg; b++) {
             memcpy(g->snap + (size_t)b * (nt + nm), g->trace + (size_t)b * nt, nt * sizeof(float));
@@ -405,7 +427,7 @@ static void run_part(void *ctx, int part, int n_parts) {
     }
     for (size_t t0 = 0; t0 < j->T; t0 += (size_t)s->Tc) {
         int n = j->T - t0 < (size_t)s->Tc ? (int)(j->T - t0) : s->Tc;
-        if (!forward_chunk(s, g, j->x, j->T, t0, n, j->y, j->syn, j->branch, j->mem)) return;
+        if (!forward_chunk(s, g, &j->in, j->T, t0, n, j->y, j->syn, j->branch, j->mem)) return;
     }
 }
 
@@ -420,19 +442,19 @@ static const group *first_failure(const elm_state *s) {
     return best;
 }
 
-ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
-    if (!s || !x) return elm__fail(ELM_E_NULL, "elm_state_step: NULL argument");
-    int rc = check_layout(s, "elm_state_step");
-    if (rc) return rc;
+/* One step of every stream from dense or checked event input; on a
+ * non-finite dense input nothing changes and the group that met it first
+ * is returned. */
+static const group *state_step(elm_state *s, const input *in, float *y) {
     const elm_model *m = s->model;
     const group *bad;
     if (s->n_threads == 1) {
         group *g = &s->groups[0];
         group_view(s, 0, s->B, g);
-        bad = step_drive(s, g, x) ? NULL : g;
+        bad = step_drive(s, g, in) ? NULL : g;
         if (!bad) step_rest(s, g, y);
     } else {
-        job j = {.s = s, .x = x, .y = y, .forward = false};
+        job j = {.s = s, .in = *in, .y = y, .forward = false};
         elm__pool_run(s->pool, run_part, &j);
         bad = first_failure(s);
         if (!bad && y)
@@ -453,17 +475,27 @@ ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
             }
         }
     }
+    if (!bad && m->collapsed && m->version == ELM_V1) s->syn_valid = false;
+    return bad;
+}
+
+ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
+    if (!s || !x) return elm__fail(ELM_E_NULL, "elm_state_step: NULL argument");
+    int rc = check_layout(s, "elm_state_step");
+    if (rc) return rc;
+    const elm_model *m = s->model;
+    const input in = {.x = x};
+    const group *bad = state_step(s, &in, y);
     if (bad)
         return elm__fail(ELM_E_NONFINITE, "elm_state_step: x[%d, %d] is %g", bad->bad_b,
                          bad->bad_i, (double)x[(size_t)bad->bad_b * m->n_in + bad->bad_i]);
-    if (m->collapsed && m->version == ELM_V1) s->syn_valid = false;
     return ELM_OK;
 }
 
 /* Steps [t0, t0 + n) of the sequence x (B, T, n_in) for the group's
  * streams (x, y and the traced outputs are the whole batch's). false, with
  * the failure recorded, on a non-finite input. */
-static int forward_chunk(const elm_state *s, group *g, const float *x, size_t T, size_t t0, int n,
+static int forward_chunk(const elm_state *s, group *g, const input *in, size_t T, size_t t0, int n,
                          float *y, float *syn_out, float *branch_out, float *mem_out) {
     const elm_model *m = s->model;
     int B = g->B, nt = m->n_trace, nb = m->n_b, nm = m->n_m, out0 = s->out0;
@@ -477,9 +509,9 @@ static int forward_chunk(const elm_state *s, group *g, const float *x, size_t T,
      * its step. */
     int lim = n;
     for (int b = 0; b < B; b++) {
-        const float *xb = x + ((size_t)(g->b0 + b) * T + t0) * (size_t)m->n_in;
+        size_t r0 = (size_t)(g->b0 + b) * T + t0;
         for (int t = 0; t < lim; t++) {
-            int bad = elm__drive_row(m, xb + (size_t)t * m->n_in, g->D + ((size_t)t * B + b) * nt, NULL);
+            int bad = input_drive(m, in, r0 + (size_t)t, g->D + ((size_t)t * B + b) * nt);
             if (bad >= 0) {
                 g->bad = 1;
                 g->bad_t = t0 + (size_t)t;
@@ -503,7 +535,7 @@ static int forward_chunk(const elm_state *s, group *g, const float *x, size_t T,
                 float *dst = syn_out + row * (size_t)m->n_s;
                 if (m->collapsed) {
                     float *sy = g->syn + (size_t)b * m->n_s;
-                    syn_update(m, sy, x + row * (size_t)m->n_in);
+                    syn_update(m, sy, in->x + row * (size_t)m->n_in);
                     memcpy(dst, sy, (size_t)m->n_s * sizeof *dst);
                 } else {
                     memcpy(dst, cur, (size_t)m->n_s * sizeof *dst);
@@ -564,7 +596,7 @@ ELM_API int elm_state_forward_traced(elm_state *s, const float *x, size_t T, flo
     if (keep_syn) memcpy(s->snap_syn, s->syn, (size_t)s->B * m->n_s * sizeof(float));
     /* Each group runs every chunk over its streams; a group stops at its
      * first non-finite input, and then the whole state is put back. */
-    job j = {.s = s, .x = x, .y = y, .syn = syn, .branch = branch, .mem = mem, .T = T,
+    job j = {.s = s, .in = {.x = x}, .y = y, .syn = syn, .branch = branch, .mem = mem, .T = T,
              .forward = true};
     if (s->n_threads == 1)
         run_part(&j, 0, 1);
@@ -588,6 +620,70 @@ ELM_API int elm_state_forward_traced(elm_state *s, const float *x, size_t T, flo
 
 ELM_API int elm_state_forward(elm_state *s, const float *x, size_t T, float *y) {
     return elm_state_forward_traced(s, x, T, y, NULL, NULL, NULL);
+}
+
+/* Event input for `rows` rows of T steps each (row r = stream r / T at
+ * step r % T): everything is checked before the state is touched, so an
+ * event call either runs whole or changes nothing. */
+static int check_events(const char *fn, const elm_model *m, size_t rows, size_t T,
+                        const int64_t *off, const int32_t *ch, const float *val) {
+    if (!off) return elm__fail(ELM_E_NULL, "%s: offsets is NULL", fn);
+    if (off[0] < 0) return elm__fail(ELM_E_INVALID, "%s: offsets[0] = %lld is negative", fn, (long long)off[0]);
+    for (size_t r = 0; r < rows; r++)
+        if (off[r + 1] < off[r])
+            return elm__fail(ELM_E_INVALID,
+                             "%s: offsets[%zu] = %lld < offsets[%zu] = %lld (stream %zu, step %zu): "
+                             "offsets must not decrease",
+                             fn, r + 1, (long long)off[r + 1], r, (long long)off[r], r / T, r % T);
+    int64_t n = off[rows];
+    if (n > off[0] && !ch)
+        return elm__fail(ELM_E_NULL, "%s: %lld events but channels is NULL", fn, (long long)(n - off[0]));
+    /* The row of an event is found by walking the offsets alongside. */
+    size_t r = 0;
+    for (int64_t e = off[0]; e < n; e++) {
+        while (off[r + 1] <= e) r++;
+        if (ch[e] < 0 || ch[e] >= m->n_in)
+            return elm__fail(ELM_E_INVALID, "%s: event %lld (stream %zu, step %zu) has channel %d "
+                             "outside [0, n_in = %d)", fn, (long long)e, r / T, r % T, ch[e], m->n_in);
+        if (val && !isfinite(val[e]))
+            return elm__fail(ELM_E_NONFINITE, "%s: event %lld (stream %zu, step %zu, channel %d) "
+                             "has value %g", fn, (long long)e, r / T, r % T, ch[e], (double)val[e]);
+    }
+    return ELM_OK;
+}
+
+ELM_API int elm_state_step_events(elm_state *s, const int64_t *offsets, const int32_t *channels,
+                                  const float *values, float *y) {
+    static const char fn[] = "elm_state_step_events";
+    if (!s) return elm__fail(ELM_E_NULL, "%s: state is NULL", fn);
+    int rc = check_layout(s, fn);
+    if (!rc) rc = check_events(fn, s->model, (size_t)s->B, 1, offsets, channels, values);
+    if (rc) return rc;
+    const input in = {.off = offsets, .ch = channels, .val = values};
+    state_step(s, &in, y); /* events cannot fail once checked */
+    return ELM_OK;
+}
+
+ELM_API int elm_state_forward_events(elm_state *s, size_t T, const int64_t *offsets,
+                                     const int32_t *channels, const float *values, float *y) {
+    static const char fn[] = "elm_state_forward_events";
+    if (!s) return elm__fail(ELM_E_NULL, "%s: state is NULL", fn);
+    int rc = check_layout(s, fn);
+    if (rc) return rc;
+    if (T == 0) return ELM_OK;
+    size_t rows;
+    if (!elm__mul_ok(T, (size_t)s->B, &rows) || rows == SIZE_MAX)
+        return elm__fail(ELM_E_INVALID, "%s: B * T overflows", fn);
+    if ((rc = check_events(fn, s->model, rows, T, offsets, channels, values))) return rc;
+    job j = {.s = s, .in = {.off = offsets, .ch = channels, .val = values}, .y = y, .T = T,
+             .forward = true};
+    if (s->n_threads == 1)
+        run_part(&j, 0, 1);
+    else
+        elm__pool_run(s->pool, run_part, &j);
+    const elm_model *m = s->model;
+    if (m->version == ELM_V1 && m->collapsed) s->syn_valid = false;
+    return ELM_OK;
 }
 
 ELM_API int elm_state_get(const elm_state *s, float *dst, size_t n) {

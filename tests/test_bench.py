@@ -9,7 +9,8 @@ import math
 import subprocess
 import sys
 
-CASES = ["neuronio_stream", "neuronio_forward", "neuronio_train",
+CASES = ["neuronio_stream", "neuronio_forward", "neuronio_stream_events",
+         "neuronio_forward_events", "neuronio_train",
          "shd_dt10_forward", "shd_dt10_train", "shd_dt2_forward", "shd_dt2_train",
          "lra_forward", "lra_train", "lra_train_checkpoint"]
 POSITIVE = ["sample_steps_per_s", "us_per_step", "seconds_per_call", "seconds_min",
@@ -89,6 +90,11 @@ def main():
     for name in CASES:
         check((name, 1) in seen and "skipped" not in seen[(name, 1)], f"{name}: no 1-thread result")
         check((name, 2) in seen, f"{name}: no 2-thread line")
+    # event input never builds the dense (B, T, n_in) array: less memory
+    a, b = seen.get(("neuronio_forward", 1), {}), seen.get(("neuronio_forward_events", 1), {})
+    if "max_rss_kib" in a and "max_rss_kib" in b:
+        check(b["max_rss_kib"] < a["max_rss_kib"],
+              f"events forward peak {b['max_rss_kib']} KiB >= dense {a['max_rss_kib']} KiB")
     a, b = seen.get(("lra_train", 1), {}), seen.get(("lra_train_checkpoint", 1), {})
     if "tape_bytes" in a and "tape_bytes" in b:
         check(b["tape_bytes"] < a["tape_bytes"], "checkpointing does not shrink the tape")

@@ -575,6 +575,52 @@ int elm__drive_scan(const float *x, int n, const int32_t *ptr, const int32_t *tg
 }
 #endif
 
+/* The drive from events: d (n_trace) += sum over k < n of val[k] (1 when
+ * val is NULL) times row ch[k] of W_in. Dispatched exactly as the dense
+ * scan above (the avx512f build contracts the product into an FMA, the
+ * baseline one does not), so the same products are added the same way in
+ * the same order: events with increasing channels give a drive
+ * bit-identical to the dense row's. The caller checked ch and val. */
+static inline __attribute__((always_inline)) void
+drive_events_body(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
+                  const int32_t *tgt, const float *w, float *d) {
+    for (int64_t k = 0; k < n; k++) {
+        int32_t i = ch[k];
+        float v = val ? val[k] : 1.0f;
+        for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
+    }
+}
+
+static void drive_events_portable(const int32_t *ch, const float *val, int64_t n,
+                                  const int32_t *ptr, const int32_t *tgt, const float *w,
+                                  float *d) {
+    drive_events_body(ch, val, n, ptr, tgt, w, d);
+}
+
+#if defined(ELM_HAVE_IFUNC)
+__attribute__((target("avx512f"))) static void
+drive_events_avx512(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
+                    const int32_t *tgt, const float *w, float *d) {
+    drive_events_body(ch, val, n, ptr, tgt, w, d);
+}
+
+typedef void drive_events_fn(const int32_t *, const float *, int64_t, const int32_t *,
+                             const int32_t *, const float *, float *);
+static drive_events_fn *resolve_drive_events(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return drive_events_avx512;
+    return drive_events_portable;
+}
+void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
+                       const int32_t *tgt, const float *w, float *d)
+    __attribute__((ifunc("resolve_drive_events")));
+#else
+void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
+                       const int32_t *tgt, const float *w, float *d) {
+    drive_events_portable(ch, val, n, ptr, tgt, w, d);
+}
+#endif
+
 ELM_CLONES
 void elm__activate(int act, float *x, size_t n) {
     if (act == ELM_RELU) {

@@ -153,7 +153,9 @@ def test_bench_quick_prints_json_lines():
     r = run("bench", "--quick", "--threads", "1", "--cases", "neuronio", "--no-peak")
     assert r.returncode == 0, r.stderr
     cases = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [c["case"] for c in cases] == ["neuronio_stream", "neuronio_forward", "neuronio_train"]
+    assert [c["case"] for c in cases] == ["neuronio_stream", "neuronio_forward",
+                                          "neuronio_stream_events", "neuronio_forward_events",
+                                          "neuronio_train"]
     for c in cases:
         assert c["sample_steps_per_s"] > 0 and c["us_per_step"] > 0 and c["threads"] == 1
     assert cases[0]["B"] == 1 and cases[1]["B"] == 32

@@ -514,6 +514,53 @@ def test_state_step_forward_reset_get_set(E, model):
         model.state(0)
 
 
+def _to_events(x):
+    """Dense rows (R, n_in) -> CSR offsets, channels, values."""
+    rows, cols = np.nonzero(x)
+    off = np.zeros(x.shape[0] + 1, np.int64)
+    np.add.at(off, rows + 1, 1)
+    return np.cumsum(off), cols.astype(np.int32), x[rows, cols].astype(np.float32)
+
+
+def test_state_events(E, model):
+    x = rand_x(3, 12, 6, seed=2)
+    x[np.abs(x) < 0.5] = 0  # sparse, some rows empty
+    ref = model.forward(x)
+    off, ch, val = _to_events(x.reshape(3 * 12, 6))
+    with model.state(3) as st:
+        # sorted channels: the dense call's bits
+        np.testing.assert_array_equal(st.forward_events(12, off, ch, val), ref)
+        # steps: the dense steps' bits
+        st.reset()
+        dense = [st.step(x[:, t]) for t in range(12)]
+        st.reset()
+        ys = [st.step_events(*_to_events(x[:, t])) for t in range(12)]
+        np.testing.assert_array_equal(np.stack(ys, 1), np.stack(dense, 1))
+        # plain lists work too; values None means spikes
+        st.reset()
+        spikes = (x != 0).astype(np.float32)
+        o2, c2, _ = _to_events(spikes.reshape(36, 6))
+        np.testing.assert_array_equal(st.forward_events(12, o2.tolist(), c2.tolist()),
+                                      model.forward(spikes))
+        # errors: the state is unchanged
+        before = st.get()
+        bad = ch.copy()
+        bad[-1] = 6
+        with pytest.raises(E.ElmError) as ei:
+            st.forward_events(12, off, bad, val)
+        assert ei.value.status == "ELM_E_INVALID" and "outside [0, n_in = 6)" in str(ei.value)
+        badv = val.copy()
+        badv[0] = np.nan
+        with pytest.raises(E.ElmError) as ei:
+            st.forward_events(12, off, ch, badv)
+        assert ei.value.status == "ELM_E_NONFINITE"
+        with pytest.raises(ValueError, match="offsets"):
+            st.forward_events(11, off, ch, val)
+        with pytest.raises(ValueError, match="need offsets"):
+            st.forward_events(12, off, ch[:-1], val)
+        np.testing.assert_array_equal(st.get(), before)
+
+
 def test_state_v2_traces(E):
     cfg = E.Config(num_input=8, num_output=2, num_memory=3, formulation="v2",
                    num_branch=4, num_synapse_per_branch=2, input_to_synapse_routing="random",

@@ -405,6 +405,8 @@ PROTOTYPES = {
     "elm_state_step": (_I, [_vp, _vp, _vp]),
     "elm_state_forward": (_I, [_vp, _vp, c_size_t, _vp]),
     "elm_state_forward_traced": (_I, [_vp, _vp, c_size_t, _vp, _vp, _vp, _vp]),
+    "elm_state_step_events": (_I, [_vp, _vp, _vp, _vp, _vp]),
+    "elm_state_forward_events": (_I, [_vp, c_size_t, _vp, _vp, _vp, _vp]),
     "elm_state_reset": (_I, [_vp, c_int64]),
     "elm_state_set_threads": (_I, [_vp, c_int]),
     "elm_state_get": (_I, [_vp, _vp, c_size_t]),
