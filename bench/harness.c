@@ -47,7 +47,7 @@ const char bench_help_options[] =
     "  --torch-script P torch_reference.py to run\n"
     "  --official PATH  elmneuron checkout for --torch (default /tmp/elmneuron\n"
     "                   when it exists)\n"
-    "  --no-peak        skip the SGEMM peak measurement\n";
+    "  --no-peak        skip the SGEMM peak and the weight-read bound\n";
 
 /* ------------------------------------------------------------------------
  * Cases */
@@ -508,9 +508,67 @@ static void child_peak(int quick, bench_result *r) {
 }
 
 /* ------------------------------------------------------------------------
+ * The streaming step's bound: a B = 1 step reads every MLP and readout
+ * weight once, and they do not fit in L1, so no step can be faster than
+ * reading that many bytes from L2. Measured here with the simplest loop
+ * that reads them: a sum over a buffer of the same size, 16 lanes x 4
+ * accumulators wide, best of many passes. */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BENCH_READ_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#else
+#define BENCH_READ_CLONES
+#endif
+
+BENCH_READ_CLONES __attribute__((noinline)) static float read_all(const float *w, size_t n) {
+    float acc[64] = {0};
+    for (size_t i = 0; i + 64 <= n; i += 64)
+        for (int j = 0; j < 64; j++) acc[j] += w[i + (size_t)j];
+    float s = 0;
+    for (int j = 0; j < 64; j++) s += acc[j];
+    return s;
+}
+
+/* The NeuronIO case's weight floats read per B = 1 step: every MLP layer
+ * (the first reads the n_b branch sums and the n_m memory) and the
+ * readout. */
+static size_t stream_weight_floats(const bench_case *c) {
+    size_t in = (size_t)case_nb(c) + (size_t)c->n_m, n = 0;
+    for (int l = 0; l < c->L; l++) {
+        n += in * (size_t)c->H;
+        in = (size_t)c->H;
+    }
+    return n + in * (size_t)c->n_m + (size_t)c->n_m * (size_t)c->n_out;
+}
+
+static void child_read_bound(int quick, bench_result *r) {
+    const size_t n = (stream_weight_floats(&cases[0]) + 63) / 64 * 64;
+    float *w = aligned_alloc(64, n * sizeof *w);
+    if (!w) {
+        result_fail(r, RES_FAILED, "read bound buffer", ELM_E_NOMEM);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) w[i] = (float)(i % 7) * 0.25f;
+    enum { CHUNKS = 5 };
+    const int passes = quick ? 200 : 20000;
+    double secs[CHUNKS];
+    volatile float sink = 0;
+    for (int i = 0; i < passes / 4; i++) sink += read_all(w, n);
+    for (int k = 0; k < CHUNKS; k++) {
+        double t0 = now();
+        for (int i = 0; i < passes; i++) sink += read_all(w, n);
+        secs[k] = (now() - t0) / passes;
+    }
+    (void)sink;
+    finish_times(r, secs, CHUNKS);
+    r->tape_bytes = n * sizeof *w; /* the bytes read per pass */
+    free(w);
+}
+
+/* ------------------------------------------------------------------------
  * Fork, collect, wait */
 
-typedef enum { JOB_CASE, JOB_PEAK } job_kind;
+typedef enum { JOB_CASE, JOB_PEAK, JOB_READ_BOUND } job_kind;
 
 /* Runs the job in a child; fills r and the child's peak RSS (KiB). */
 static void run_forked(job_kind job, const bench_case *c, int quick, int threads,
@@ -537,6 +595,7 @@ static void run_forked(job_kind job, const bench_case *c, int quick, int threads
         bench_result res;
         memset(&res, 0, sizeof res);
         if (job == JOB_PEAK) child_peak(quick, &res);
+        else if (job == JOB_READ_BOUND) child_read_bound(quick, &res);
         else child_case(c, quick, threads, &res);
         const char *p = (const char *)&res;
         size_t left = sizeof res;
@@ -734,6 +793,20 @@ int bench_run(const bench_opts *o, FILE *out) {
             if (r.status == RES_FAILED) failed = 1;
         }
         fputs("}\n", out);
+        fflush(out);
+        run_forked(JOB_READ_BOUND, NULL, o->quick, 1, &r, &rss);
+        fputs("{\"bound\": \"read_step_weights\", ", out);
+        if (r.status == RES_OK)
+            fprintf(out, "\"for_case\": \"%s\", \"bytes\": %zu, \"repeats\": %d, \"us_best\": %.4f, "
+                         "\"us_median\": %.4f, \"gb_per_s\": %.1f}\n",
+                    cases[0].name, r.tape_bytes, r.reps, r.sec_min * 1e6, r.sec_median * 1e6,
+                    (double)r.tape_bytes / r.sec_min / 1e9);
+        else {
+            fputs("\"us_best\": null, \"reason\": ", out);
+            json_str(out, r.msg);
+            fputs("}\n", out);
+            failed = 1;
+        }
         fflush(out);
     }
 

@@ -4,7 +4,7 @@
     639 excitatory + 639 inhibitory, as in NeuronIO)
         |  every 1 ms, a network_operation collects the spikes of that ms
         v
-    ELM neuron (libelm, elm.State.step): x (1, 1278) -> y = (spike logit, soma)
+    ELM neuron (libelm, elm.State.step_events): spikes -> y = (spike logit, soma)
         |  the same operation writes p = sigmoid(y0) and the soma voltage
         v  into a one-neuron Brian2 group, which spikes with probability p
     "elm" NeuronGroup (threshold rand() < p)
@@ -125,17 +125,22 @@ def main():
 
     # The coupling: every 1 ms, after the input group has spiked (when="end"),
     # feed that millisecond's spikes to the ELM and write its outputs back.
-    x = np.zeros((1, N_IN), np.float32)
+    # The spikes go in as events (elm.State.step_events): channel indices
+    # and values, no dense (1, 1278) row to fill and scan.
     y = np.zeros((1, 2), np.float32)
+    off = np.zeros(2, np.int64)             # one stream: events [0, off[1])
     seen = [0]                              # spikes of in_mon already fed
 
     @b2.network_operation(dt=1 * ms, when="end")
     def step_elm():
         idx = np.asarray(in_mon.i[seen[0]:])
         seen[0] += idx.size
-        x[:] = 0.0
-        x[0, idx] = np.where(idx < N_SEG, 1.0, -1.0)  # +1 excitatory, -1 inhibitory
-        state.step(x, out=y)                          # one 1 ms step of the ELM
+        # NeuronIO's input is binary per ms: a channel that spiked twice
+        # within the millisecond still counts once
+        ch = np.unique(idx).astype(np.int32)
+        val = np.where(ch < N_SEG, 1.0, -1.0).astype(np.float32)  # +1 exc., -1 inh.
+        off[1] = ch.size
+        state.step_events(off, ch, val, out=y)        # one 1 ms step of the ELM
         cell.p = 1.0 / (1.0 + np.exp(-float(y[0, 0])))
         cell.v_soma = (float(y[0, 1]) / 0.1 - 67.7) * mV  # the NeuronIO soma target scale
 

@@ -51,6 +51,21 @@ def main():
     if peak is not None:
         check(isinstance(peak, float) and math.isfinite(peak) and peak > 0, f"peak {peak!r}")
 
+    bounds = [r for r in recs if r.get("bound") == "read_step_weights"]
+    check(len(bounds) == 1, "one read_step_weights bound line")
+    for b in bounds:
+        # the bytes of every MLP and readout weight of the NeuronIO model:
+        # (45 + 100) x 200 + 200 x 100 + 100 x 2 floats, rounded up to 64
+        check(b.get("bytes") == ((145 * 200 + 200 * 100 + 100 * 2 + 63) // 64 * 64) * 4,
+              f"bound bytes {b.get('bytes')!r}")
+        ok = all(isinstance(b.get(k), float) and b[k] > 0 for k in ("us_best", "us_median",
+                                                                    "gb_per_s"))
+        check(ok, f"bound fields {b!r}")
+        if ok:
+            check(b["us_best"] <= b["us_median"] * (1 + 1e-9), "bound: best > median")
+            check(abs(b["bytes"] / (b["us_best"] * 1e-6) / 1e9 / b["gb_per_s"] - 1) < 1e-2,
+                  "bound: gb_per_s != bytes / us_best")
+
     seen = {}
     for r in recs:
         if "case" not in r:
