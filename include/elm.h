@@ -1191,7 +1191,11 @@ ELM_API elm_config *elm_train_config_model(elm_train_config *tc); /* Since 0.3. 
  * (which must match the model section) and sequences of at most T_max
  * steps; the trainer gets data.batch_size, every training.* option and
  * the checkpoint path. All three or none are created. Free the trainer
- * first, then the optimizer and the loss. Since 0.3. */
+ * first, then the optimizer and the loss. training.checkpoint is used as
+ * written: a relative path is relative to the working directory, unlike
+ * the data paths of elm_train_config_open_data (the config does not know
+ * its own file); re-point it with elm_trainer_set_checkpoint, as the elm
+ * command does (it resolves it against the config's directory). Since 0.3. */
 ELM_API int elm_train_config_build(const elm_train_config *tc,
                                    elm_model *model, size_t T_max,
                                    elm_optimizer **opt, elm_loss **loss,

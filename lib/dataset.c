@@ -406,7 +406,7 @@ ELM_API int elm_dataset_size(const elm_dataset *ds, elm_dataset_dim what, size_t
     case ELM_DATASET_INPUTS: *value = ds->n_in; break;
     case ELM_DATASET_TARGETS: *value = ds->n_target; break;
     case ELM_DATASET_LABELS: *value = ds->n_label; break;
-    default: return elm__fail(ELM_E_INVALID, "elm_dataset_size: unknown dimension %d", (int)what);
+    default: return elm__fail(ELM_E_UNKNOWN_NAME, "elm_dataset_size: unknown dimension %d", (int)what);
     }
     return ELM_OK;
 }

@@ -201,7 +201,7 @@ ELM_API int elm_model_size(const elm_model *m, elm_size what, size_t *value) {
     case ELM_SIZE_TRAINABLE: *value = m->n_trainable; break;
     case ELM_SIZE_NUM_TENSORS: *value = m->n_tensors; break;
     case ELM_SIZE_STATE: *value = (size_t)(m->n_trace + m->n_m); break;
-    default: return elm__fail(ELM_E_INVALID, "elm_model_size: unknown size key %d", (int)what);
+    default: return elm__fail(ELM_E_UNKNOWN_NAME, "elm_model_size: unknown size key %d", (int)what);
     }
     return ELM_OK;
 }

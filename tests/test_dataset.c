@@ -212,8 +212,8 @@ static void test_sizes(void **st) {
     assert_int_equal(elm_dataset_size(ds, ELM_DATASET_LABELS, &v), ELM_OK);
     assert_int_equal(v, TT);
     v = 99;
-    assert_int_equal(elm_dataset_size(ds, (elm_dataset_dim)0, &v), ELM_E_INVALID);
-    assert_int_equal(elm_dataset_size(ds, (elm_dataset_dim)6, &v), ELM_E_INVALID);
+    assert_int_equal(elm_dataset_size(ds, (elm_dataset_dim)0, &v), ELM_E_UNKNOWN_NAME);
+    assert_int_equal(elm_dataset_size(ds, (elm_dataset_dim)6, &v), ELM_E_UNKNOWN_NAME);
     assert_int_equal(v, 99);
     assert_int_equal(elm_dataset_size(ds, ELM_DATASET_SAMPLES, NULL), ELM_E_NULL);
     assert_int_equal(elm_dataset_size(NULL, ELM_DATASET_SAMPLES, &v), ELM_E_NULL);

@@ -254,7 +254,7 @@ static void test_null_handles(void **st) {
     assert_int_equal(elm_state_create(m, 0, &s), ELM_E_INVALID);
     assert_int_equal(elm_state_create(m, (size_t)1 << 40, &s), ELM_E_INVALID);
     assert_true(s == (elm_state *)0x1);
-    assert_int_equal(elm_model_size(m, (elm_size)99, &v), ELM_E_INVALID);
+    assert_int_equal(elm_model_size(m, (elm_size)99, &v), ELM_E_UNKNOWN_NAME);
     elm_model_free(m);
 }
 
