@@ -290,6 +290,15 @@ ELM_API int elm_model_set_routing(elm_model *model, const int64_t *idx,
  * of elm_model_param_info, each row-major). Borrowed, read-only. */
 ELM_API const float *elm_model_params(const elm_model *model); /* Since 0.1. */
 
+/* Overwrite that whole buffer from src (n = ELM_SIZE_PARAMS floats, the
+ * same layout), e.g. after an update made outside libelm. Each tensor is
+ * checked as elm_model_set_param checks it (NaN/Inf refused, time
+ * constants > 0; tau_m_proto may be +Inf) before anything is written: on
+ * any error the model is unchanged. The same lifetime rule as set_param:
+ * no state, tape or trainer of the model may be running. Since 0.5. */
+ELM_API int elm_model_set_params(elm_model *model, const float *src,
+                                 size_t n);
+
 /* Sequence forward from the zero state: x (B, T, n_in) -> y (B, T, n_out).
  * Allocates a temporary state; for repeated calls use elm_state_forward.
  * Since 0.1. */

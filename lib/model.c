@@ -305,6 +305,33 @@ ELM_API int elm_model_set_param(elm_model *m, const char *name, const float *src
     return rc;
 }
 
+/* Every tensor is checked before anything is written, and the derived data
+ * is rebuilt from the new buffer; on any failure the old buffer is put
+ * back, so the model is either wholly new or unchanged. */
+ELM_API int elm_model_set_params(elm_model *m, const float *src, size_t n) {
+    static const char fn[] = "elm_model_set_params";
+    if (!m || !src) return elm__fail(ELM_E_NULL, "%s: NULL argument", fn);
+    if (n != m->n_params)
+        return elm__fail(ELM_E_SHAPE, "%s: the model has %zu parameters, got n = %zu", fn,
+                         m->n_params, n);
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const elm_tensor *t = &m->tensors[i];
+        int rc = elm__tensor_check(m, t, src + t->offset, fn);
+        if (rc) return rc;
+    }
+    float *old = malloc(n * sizeof *old);
+    if (!old) return elm__fail(ELM_E_NOMEM, "%s: out of memory", fn);
+    memcpy(old, m->params, n * sizeof *old);
+    memcpy(m->params, src, n * sizeof *old);
+    int rc = elm__model_prepare(m);
+    if (rc != ELM_OK) {
+        memcpy(m->params, old, n * sizeof *old);
+        elm__model_prepare(m);
+    }
+    free(old);
+    return rc;
+}
+
 ELM_API int elm_model_get_routing(const elm_model *m, int64_t *idx, uint8_t *mask, size_t n_s) {
     if (!m || !idx || !mask) return elm__fail(ELM_E_NULL, "elm_model_get_routing: NULL argument");
     if (n_s != (size_t)m->n_s)

@@ -177,6 +177,68 @@ static void test_set_get_roundtrip_and_errors(void **st) {
     elm_model_free(m);
 }
 
+/* The whole buffer: a round trip changes the outputs as set_param would,
+ * and every refused buffer leaves the parameters and the outputs as they
+ * were (the derived data is rebuilt only on success). */
+static void test_set_params_whole_buffer(void **st) {
+    (void)st;
+    elm_model *a = neuronio_model(8, 1), *b = neuronio_model(8, 2);
+    size_t n;
+    assert_int_equal(elm_model_size(a, ELM_SIZE_PARAMS, &n), ELM_OK);
+    float *pa = malloc(n * sizeof *pa), *keep = malloc(n * sizeof *keep);
+    memcpy(pa, elm_model_params(a), n * sizeof *pa);
+    memcpy(keep, elm_model_params(b), n * sizeof *keep);
+    /* forward of b before and after taking a's parameters */
+    enum { T = 20 };
+    float *x = calloc((size_t)T * 1278, sizeof *x), ya[T * 2], yb[T * 2], y0[T * 2];
+    for (size_t i = 0; i < (size_t)T * 1278; i += 97) x[i] = 1.0f;
+    assert_int_equal(elm_model_forward(a, x, 1, T, ya), ELM_OK);
+    assert_int_equal(elm_model_forward(b, x, 1, T, y0), ELM_OK);
+    assert_memory_not_equal(ya, y0, sizeof ya);
+    assert_int_equal(elm_model_set_params(b, pa, n), ELM_OK);
+    assert_memory_equal(elm_model_params(b), pa, n * sizeof *pa);
+    assert_int_equal(elm_model_forward(b, x, 1, T, yb), ELM_OK);
+    assert_memory_equal(ya, yb, sizeof ya); /* panels and traces rebuilt */
+    /* back to b's own, then refusals */
+    assert_int_equal(elm_model_set_params(b, keep, n), ELM_OK);
+    size_t tau_m = 0, tau_s = 0;
+    for (size_t i = 0; i < 9; i++) {
+        const char *name;
+        int nd, tr;
+        int64_t sh[ELM_MAX_DIMS];
+        assert_int_equal(elm_model_param_info(b, i, &name, &nd, sh, &tr), ELM_OK);
+        if (!strcmp(name, "tau_m_proto")) break;
+        if (!strcmp(name, "tau_s")) tau_s = tau_m;
+        tau_m += (size_t)sh[0] * (nd > 1 ? (size_t)sh[1] : 1);
+    }
+    float *bad = malloc(n * sizeof *bad);
+    struct { size_t at; float v; int rc; const char *what; } cases[] = {
+        {n - 1, NAN, ELM_E_NONFINITE, "'readout.bias'[1] is nan"},
+        {n - 3, INFINITY, ELM_E_NONFINITE, "'readout.weight'"},
+        {tau_s + 7, 0.0f, ELM_E_INVALID, "'tau_s'[7] = 0"},
+        {tau_s + 8, -1.0f, ELM_E_INVALID, "time constants must be > 0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        memcpy(bad, pa, n * sizeof *bad);
+        bad[cases[i].at] = cases[i].v;
+        assert_int_equal(elm_model_set_params(b, bad, n), cases[i].rc);
+        if (!strstr(elm_last_error(), cases[i].what)) fail_msg("%s", elm_last_error());
+        assert_memory_equal(elm_model_params(b), keep, n * sizeof *keep);
+        assert_int_equal(elm_model_forward(b, x, 1, T, yb), ELM_OK);
+        assert_memory_equal(y0, yb, sizeof y0);
+    }
+    /* +Inf is a valid tau_m_proto (tau = tau_max) */
+    memcpy(bad, pa, n * sizeof *bad);
+    bad[tau_m] = INFINITY;
+    assert_int_equal(elm_model_set_params(b, bad, n), ELM_OK);
+    assert_int_equal(elm_model_set_params(b, pa, n - 1), ELM_E_SHAPE);
+    assert_int_equal(elm_model_set_params(b, NULL, n), ELM_E_NULL);
+    assert_int_equal(elm_model_set_params(NULL, pa, n), ELM_E_NULL);
+    free(bad); free(x); free(pa); free(keep);
+    elm_model_free(a);
+    elm_model_free(b);
+}
+
 static void test_routing_access(void **st) {
     (void)st;
     elm_model *m = neuronio_model(5, 1);
@@ -277,6 +339,7 @@ int main(void) {
         cmocka_unit_test(test_init_deterministic_and_bounded),
         cmocka_unit_test(test_tau_m_init),
         cmocka_unit_test(test_set_get_roundtrip_and_errors),
+        cmocka_unit_test(test_set_params_whole_buffer),
         cmocka_unit_test(test_routing_access),
         cmocka_unit_test(test_null_handles),
         cmocka_unit_test(test_gemm_info),

@@ -346,6 +346,18 @@ def test_model_sizes_params_and_routing(E, model):
     assert not np.array_equal(other.parameters(), flat)
     other.load_state_dict(sd)
     np.testing.assert_array_equal(other.parameters(), flat)
+    # the whole buffer at once; a refused one changes nothing
+    third = E.Model(tiny_config(E), seed=7)
+    third.set_parameters(flat.tolist())
+    np.testing.assert_array_equal(third.parameters(), flat)
+    bad = flat.copy()
+    bad[-1] = np.nan
+    with pytest.raises(E.ElmError) as ei:
+        third.set_parameters(bad)
+    assert ei.value.status == "ELM_E_NONFINITE" and "'readout.bias'" in str(ei.value)
+    np.testing.assert_array_equal(third.parameters(), flat)
+    with pytest.raises(ValueError, match="values"):
+        third.set_parameters(flat[:-1])
     # errors with the C message, nothing changed
     with pytest.raises(E.ElmError, match=r"expects shape \(3, 4\), got \(4, 3\)") as ei:
         model.set_param("readout.weight", np.zeros((4, 3), np.float32))

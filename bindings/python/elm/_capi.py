@@ -397,6 +397,7 @@ PROTOTYPES = {
     "elm_model_get_routing": (_I, [_vp, _vp, _vp, c_size_t]),
     "elm_model_set_routing": (_I, [_vp, _vp, _vp, c_size_t]),
     "elm_model_params": (_vp, [_vp]),
+    "elm_model_set_params": (_I, [_vp, _vp, c_size_t]),
     "elm_model_forward": (_I, [_vp, _vp, c_size_t, c_size_t, _vp]),
     # 5. state
     "elm_state_create": (_I, [_vp, c_size_t, _vpp]),

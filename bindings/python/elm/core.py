@@ -639,6 +639,13 @@ class Model(Handle):
             ctypes.memmove(buf.ptr, src, n * 4)
         return arr
 
+    def set_parameters(self, values):
+        """Overwrite the whole parameter buffer (num_params floats in the
+        layout of :meth:`parameters`). Every tensor is checked first
+        (NaN/Inf, tau <= 0: ElmError) and on any error nothing changes."""
+        buf = _b.as_input(values, "float32", (self.num_params,), "values")
+        check(lib().elm_model_set_params(self._h, buf.ptr, buf.n), "elm_model_set_params")
+
     def get_routing(self, use_numpy=None):
         """(idx int64 (n_s), mask uint8 (n_s)): synapse j reads input idx[j]
         scaled by mask[j]."""
