@@ -1125,6 +1125,30 @@ ELM_API int elm_config_to_yaml(const elm_config *cfg, char *dst,
                                size_t capacity, size_t *size); /* Since 0.3. */
 ELM_API int elm_config_save_yaml(const elm_config *cfg, const char *path); /* Since 0.3. */
 
+/* The type of a value, for model keys (below) and training-config keys
+ * (elm_train_config_key). Since 0.3. */
+typedef enum elm_value_type {
+    ELM_VALUE_NUMBER = 1, /* double */
+    ELM_VALUE_INTEGER = 2,/* double holding an exact integer */
+    ELM_VALUE_BOOL = 3,   /* 0 | 1 */
+    ELM_VALUE_ENUM = 4,   /* a name from a fixed set (get/set_string), or
+                             its C enum value through get/set */
+    ELM_VALUE_STRING = 5, /* free text, e.g. a path */
+    ELM_VALUE_LIST = 6    /* a list of numbers */
+} elm_value_type;
+
+/* Model keys as a config editor or a binding needs them, from the tables
+ * the YAML reader uses: a key's value type (NUMBER, INTEGER, BOOL or
+ * ENUM); for an ENUM key the written name of a value ("silu"; NULL when
+ * the key is not an enum or the value has no name) and the value of a
+ * name (the official spellings such as "neuronio_routing" too;
+ * ELM_E_UNKNOWN_NAME for an unknown key or name, ELM_E_INVALID for a key
+ * that is not an enum). Since 0.5. */
+ELM_API int elm_param_type(elm_param key, elm_value_type *type);
+ELM_API const char *elm_param_value_name(elm_param key, int value);
+ELM_API int elm_param_value_from_name(elm_param key, const char *name,
+                                      int *value);
+
 /* A training config: everything a training run needs, in five sections.
  * Keys are "section.name" strings; docs/training.md lists them all with
  * their defaults and bounds, and elm_train_config_key() enumerates them.
@@ -1148,16 +1172,6 @@ ELM_API int elm_config_save_yaml(const elm_config *cfg, const char *path); /* Si
  * A training config owns its model config. One thread at a time.
  */
 typedef struct elm_train_config elm_train_config;
-
-typedef enum elm_value_type {
-    ELM_VALUE_NUMBER = 1, /* double */
-    ELM_VALUE_INTEGER = 2,/* double holding an exact integer */
-    ELM_VALUE_BOOL = 3,   /* 0 | 1 */
-    ELM_VALUE_ENUM = 4,   /* a name from a fixed set (get/set_string), or
-                             its C enum value through get/set */
-    ELM_VALUE_STRING = 5, /* free text, e.g. a path */
-    ELM_VALUE_LIST = 6    /* a list of numbers */
-} elm_value_type;
 
 /* Defaults everywhere; model.num_input and model.num_output unset.
  * Since 0.3. */

@@ -554,6 +554,36 @@ const elm_yaml_name *elm__yaml_param_names(elm_param key) {
                                        : NULL;
 }
 
+/* ---- the same tables, public: what a config editor or a binding needs to
+ * show and parse model keys without its own copy of them ---------------- */
+
+ELM_API int elm_param_type(elm_param key, elm_value_type *type) {
+    if (!type) return elm__fail(ELM_E_NULL, "elm_param_type: type is NULL");
+    if (!elm_param_name(key)) return elm__fail(ELM_E_UNKNOWN_NAME, "elm_param_type: unknown key %d", (int)key);
+    *type = elm__yaml_param_type(key);
+    return ELM_OK;
+}
+
+ELM_API const char *elm_param_value_name(elm_param key, int value) {
+    const elm_yaml_name *names = elm_param_name(key) ? elm__yaml_param_names(key) : NULL;
+    return names ? elm__yaml_value_name(names, value) : NULL;
+}
+
+ELM_API int elm_param_value_from_name(elm_param key, const char *name, int *value) {
+    static const char fn[] = "elm_param_value_from_name";
+    if (!name || !value) return elm__fail(ELM_E_NULL, "%s: NULL argument", fn);
+    if (!elm_param_name(key)) return elm__fail(ELM_E_UNKNOWN_NAME, "%s: unknown key %d", fn, (int)key);
+    const elm_yaml_name *names = elm__yaml_param_names(key);
+    if (!names)
+        return elm__fail(ELM_E_INVALID, "%s: %s takes a number, not a name", fn, elm_param_name(key));
+    if (!elm__yaml_name_value(names, name, value)) {
+        char list[160];
+        return elm__fail(ELM_E_UNKNOWN_NAME, "%s: %s is %s, not '%s'", fn, elm_param_name(key),
+                         elm__yaml_name_list(names, list, sizeof list), name);
+    }
+    return ELM_OK;
+}
+
 /* Keys whose value 0 means "unset" (num_input, num_output), "derived"
  * (num_branch, mlp_hidden_size) or "no routing": null means that 0, as
  * None does in the reference. */

@@ -467,9 +467,68 @@ static void test_locale(void **st) {
     elm_config_free(c);
 }
 
+/* The public view of the tables: every model key has a type, enum names
+ * round-trip through the functions and through YAML, and the errors say
+ * what is wrong. */
+static void test_param_types_and_names(void **st) {
+    (void)st;
+    elm_value_type t;
+    int v;
+    for (int k = 1; k <= 17; k++) {
+        assert_int_equal(elm_param_type((elm_param)k, &t), ELM_OK);
+        assert_true(t == ELM_VALUE_NUMBER || t == ELM_VALUE_INTEGER || t == ELM_VALUE_BOOL ||
+                    t == ELM_VALUE_ENUM);
+        double lo, hi;
+        assert_int_equal(elm_config_bounds((elm_param)k, &lo, &hi), ELM_OK);
+        if (t != ELM_VALUE_ENUM) {
+            assert_null(elm_param_value_name((elm_param)k, 0));
+            assert_int_equal(elm_param_value_from_name((elm_param)k, "x", &v), ELM_E_INVALID);
+            continue;
+        }
+        /* every value in bounds has a name that maps back to it, and a
+         * config set to it writes that name */
+        for (int val = (int)lo; val <= (int)hi; val++) {
+            const char *name = elm_param_value_name((elm_param)k, val);
+            assert_non_null(name);
+            assert_int_equal(elm_param_value_from_name((elm_param)k, name, &v), ELM_OK);
+            assert_int_equal(v, val);
+            elm_config *c;
+            assert_int_equal(elm_config_create(&c), ELM_OK);
+            assert_int_equal(elm_config_set(c, (elm_param)k, val), ELM_OK);
+            char buf[4096], line[128];
+            size_t n;
+            assert_int_equal(elm_config_to_yaml(c, buf, sizeof buf, &n), ELM_OK);
+            snprintf(line, sizeof line, "%s: %s\n", elm_param_name((elm_param)k), name);
+            if (!strstr(buf, line)) fail_msg("'%s' not in:\n%s", line, buf);
+            elm_config_free(c);
+        }
+        assert_null(elm_param_value_name((elm_param)k, (int)hi + 1));
+    }
+    assert_int_equal(elm_param_type(ELM_MLP_ACTIVATION, &t), ELM_OK);
+    assert_int_equal(t, ELM_VALUE_ENUM);
+    assert_int_equal(elm_param_type(ELM_LEARN_TAU_M, &t), ELM_OK);
+    assert_int_equal(t, ELM_VALUE_BOOL);
+    assert_int_equal(elm_param_type(ELM_NUM_MEMORY, &t), ELM_OK);
+    assert_int_equal(t, ELM_VALUE_INTEGER);
+    assert_int_equal(elm_param_type(ELM_DT, &t), ELM_OK);
+    assert_int_equal(t, ELM_VALUE_NUMBER);
+    assert_string_equal(elm_param_value_name(ELM_ROUTING, ELM_ROUTING_NEURONIO), "neuronio");
+    assert_int_equal(elm_param_value_from_name(ELM_ROUTING, "neuronio_routing", &v), ELM_OK);
+    assert_int_equal(v, ELM_ROUTING_NEURONIO);
+    assert_int_equal(elm_param_value_from_name(ELM_MLP_ACTIVATION, "tanh", &v), ELM_E_UNKNOWN_NAME);
+    assert_non_null(strstr(elm_last_error(), "relu or silu"));
+    assert_int_equal(elm_param_type((elm_param)0, &t), ELM_E_UNKNOWN_NAME);
+    assert_int_equal(elm_param_type((elm_param)18, &t), ELM_E_UNKNOWN_NAME);
+    assert_int_equal(elm_param_type(ELM_DT, NULL), ELM_E_NULL);
+    assert_null(elm_param_value_name((elm_param)99, 0));
+    assert_int_equal(elm_param_value_from_name((elm_param)99, "v1", &v), ELM_E_UNKNOWN_NAME);
+    assert_int_equal(elm_param_value_from_name(ELM_FORMULATION, NULL, &v), ELM_E_NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_param_types_and_names),
         cmocka_unit_test(test_exact_output),
         cmocka_unit_test(test_input_forms),
         cmocka_unit_test(test_official_configs),
