@@ -1,3 +1,9 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include "common.h"
 
 #include <math.h>
@@ -375,3 +381,15 @@ float *make_input(const spec *p, uint64_t seed) {
     return x;
 }
 
+
+void assert_close_f(const float *a, const float *b, size_t n, double tol, const char *what) {
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)a[i] - (double)b[i]) / (1 + fabs((double)b[i]));
+        if (!(err <= worst)) { worst = err; at = i; }
+    }
+    if (!(worst <= tol))
+        fail_msg("%s: element %zu differs: %.9g vs %.9g (scaled error %.3g > %.3g)", what, at,
+                 (double)a[at], (double)b[at], worst, tol);
+}

@@ -39,6 +39,10 @@ elm_model *fixture_model(const char *dir);
 void naive_forward(const elm_model *m, const float *x, size_t B, size_t T, double *y,
                    double *syn, double *branch, double *mem);
 
+/* Fails the running cmocka test unless |a - b| <= tol (1 + |b|) for every
+ * element; the message names `what`, the worst element and both values. */
+void assert_close_f(const float *a, const float *b, size_t n, double tol, const char *what);
+
 /* Fill with uniform values in [lo, hi) from a simple seeded generator. */
 void fill_uniform(float *a, size_t n, float lo, float hi, uint64_t *seed);
 

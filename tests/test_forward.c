@@ -13,19 +13,6 @@
 
 #include "common.h"
 
-/* |a - b| <= tol * (1 + |b|) everywhere; prints the worst element. */
-static void assert_close_f(const float *a, const float *b, size_t n, double tol, const char *what) {
-    double worst = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double err = fabs((double)a[i] - (double)b[i]) / (1 + fabs((double)b[i]));
-        if (!(err <= worst)) { worst = err; at = i; }
-    }
-    if (!(worst <= tol))
-        fail_msg("%s: element %zu differs: %.9g vs %.9g (scaled error %.3g > %.3g)", what, at,
-                 (double)a[at], (double)b[at], worst, tol);
-}
-
 static void assert_close_d(const float *a, const double *b, size_t n, double tol, const char *what) {
     double worst = 0;
     size_t at = 0;

@@ -16,18 +16,6 @@
 
 #include "common.h"
 
-static void assert_close(const float *a, const float *b, size_t n, double tol, const char *what) {
-    double worst = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double err = fabs((double)a[i] - (double)b[i]) / (1 + fabs((double)b[i]));
-        if (!(err <= worst)) { worst = err; at = i; }
-    }
-    if (!(worst <= tol))
-        fail_msg("%s: element %zu differs: %.9g vs %.9g (scaled error %.3g > %.3g)", what, at,
-                 (double)a[at], (double)b[at], worst, tol);
-}
-
 /* CSR events of dense rows x (rows, n_in). */
 typedef struct csr {
     int64_t *off;  /* (rows + 1) */
@@ -110,9 +98,9 @@ static void compare_paths(const spec *p, uint64_t seed, int order, int n, double
         assert_memory_equal(ys[0], ys[1], 10 * B * n_out * 4);
         assert_memory_equal(st[0], st[1], B * per * 4);
     } else {
-        assert_close(y[1], y[0], B * T * n_out, tol, "forward y");
-        assert_close(ys[1], ys[0], 10 * B * n_out, tol, "step y");
-        assert_close(st[1], st[0], B * per, tol, "state");
+        assert_close_f(y[1], y[0], B * T * n_out, tol, "forward y");
+        assert_close_f(ys[1], ys[0], 10 * B * n_out, tol, "step y");
+        assert_close_f(st[1], st[0], B * per, tol, "state");
     }
     for (int path = 0; path < 2; path++) { free(y[path]); free(ys[path]); free(st[path]); }
     free(row);

@@ -14,18 +14,6 @@
 
 #include "common.h"
 
-static void assert_close(const float *a, const float *b, size_t n, double tol, const char *what) {
-    double worst = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double err = fabs((double)a[i] - (double)b[i]) / (1 + fabs((double)b[i]));
-        if (!(err <= worst)) { worst = err; at = i; }
-    }
-    if (!(worst <= tol))
-        fail_msg("%s: element %zu differs: %.9g vs %.9g (scaled error %.3g > %.3g)", what, at,
-                 (double)a[at], (double)b[at], worst, tol);
-}
-
 /* 16 streams: groups of 16, 8, 5-6 and 4 streams take both the BLIS and
  * the small-kernel products (ELM_SMALL_BATCH = 8). */
 static const spec base = {ELM_V1, ELM_SILU, 40, 3, 12, 1, 20, 8, 10, ELM_ROUTING_NEURONIO, 1.0, 1.0,
@@ -72,12 +60,12 @@ static void compare(const run *a, const run *b, const spec *p, size_t per, doubl
         assert_memory_equal(a->ystep, b->ystep, 20 * B * p->n_out * 4);
         return;
     }
-    assert_close(a->y, b->y, B * T * p->n_out, tol, "y");
-    assert_close(a->syn, b->syn, B * T * n_s, tol, "syn");
-    assert_close(a->branch, b->branch, B * T * p->n_b, tol, "branch");
-    assert_close(a->mem, b->mem, B * T * p->n_m, tol, "mem");
-    assert_close(a->state, b->state, B * per, tol, "state");
-    assert_close(a->ystep, b->ystep, 20 * B * p->n_out, tol, "step y");
+    assert_close_f(a->y, b->y, B * T * p->n_out, tol, "y");
+    assert_close_f(a->syn, b->syn, B * T * n_s, tol, "syn");
+    assert_close_f(a->branch, b->branch, B * T * p->n_b, tol, "branch");
+    assert_close_f(a->mem, b->mem, B * T * p->n_m, tol, "mem");
+    assert_close_f(a->state, b->state, B * per, tol, "state");
+    assert_close_f(a->ystep, b->ystep, 20 * B * p->n_out, tol, "step y");
 }
 
 static void check_spec(const spec *p, uint64_t seed) {
