@@ -516,6 +516,11 @@ ELM_API int elm_loss_kind_from_name(const char *name, elm_loss_kind *kind); /* S
 ELM_API const char *elm_loss_kind_name(elm_loss_kind kind); /* Since 0.2. */
 ELM_API int elm_loss_set_burn_in(elm_loss *loss, size_t t0); /* Since 0.2. */
 ELM_API int elm_loss_set_weights(elm_loss *loss, const float *w, size_t n); /* Since 0.2. */
+/* What the setters hold: the burn-in, and the n = n_out weights (the
+ * kind's defaults until set: 1 for cross-entropy, 0.5 each for NEURONIO,
+ * 1/n_out for MSE, as floats; ELM_E_SHAPE for another n). Since 0.5. */
+ELM_API int elm_loss_get_burn_in(const elm_loss *loss, size_t *t0);
+ELM_API int elm_loss_get_weights(const elm_loss *loss, float *w, size_t n);
 
 /* value (required) = the loss; dy (B, T, n_out) = dL/dy, overwritten (zeros
  * where nothing counts), or NULL. Class weights that are all zero on the
@@ -625,6 +630,8 @@ ELM_API void elm_optimizer_free(elm_optimizer *opt);
 ELM_API int elm_optimizer_kind_from_name(const char *name,
                                          elm_optimizer_kind *kind); /* Since 0.2. */
 ELM_API const char *elm_optimizer_kind_name(elm_optimizer_kind kind); /* Since 0.2. */
+/* The kind the optimizer was created with; 0 for NULL. Since 0.5. */
+ELM_API elm_optimizer_kind elm_optimizer_get_kind(const elm_optimizer *opt);
 /* ELM_E_UNKNOWN_NAME for a key this kind does not use (momentum on Adam),
  * ELM_E_INVALID (unchanged) for a value out of bounds. */
 ELM_API int elm_optimizer_set(elm_optimizer *opt, elm_optim_param key,
@@ -715,6 +722,10 @@ ELM_API int elm_dataset_from_arrays(size_t N, size_t T, size_t n_in,
 ELM_API void elm_dataset_free(elm_dataset *ds); /* Since 0.2. */
 ELM_API int elm_dataset_set(elm_dataset *ds, elm_dataset_option key,
                             double value); /* Since 0.2. */
+/* An option's current value; ELM_E_UNKNOWN_NAME for an unknown key.
+ * Since 0.5. */
+ELM_API int elm_dataset_get(const elm_dataset *ds, elm_dataset_option key,
+                            double *value);
 
 typedef enum elm_dataset_dim {
     ELM_DATASET_SAMPLES = 1, /* N (0: a streaming source of unknown size) */
@@ -964,7 +975,10 @@ typedef enum elm_metric {
     ELM_METRIC_BEST = 9,          /* value of the selection metric there */
     ELM_METRIC_SKIPPED = 10,      /* steps skipped as non-finite */
     ELM_METRIC_LAST_LOSS = 11,    /* loss of the last training step */
-    ELM_METRIC_LR = 12            /* learning rate of the next step */
+    ELM_METRIC_LR = 12,           /* learning rate of the next step */
+    ELM_METRIC_BATCH = 13         /* batches elm_trainer_fit has taken in
+                                     the current epoch (0 at its start;
+                                     kept in checkpoints). Since 0.5. */
 } elm_metric;
 
 typedef enum elm_train_event {
@@ -986,6 +1000,10 @@ ELM_API int elm_trainer_set(elm_trainer *trainer, elm_train_option key,
                             double value);
 ELM_API int elm_trainer_get(const elm_trainer *trainer, elm_train_option key,
                             double *value);
+/* The batch size and the longest sequence the trainer was created for.
+ * Since 0.5. */
+ELM_API int elm_trainer_shape(const elm_trainer *trainer, size_t *B,
+                              size_t *T_max);
 
 /* One training step on a batch: x (B, T, n_in), target/labels as the loss
  * wants, lengths (B) or NULL. *loss (may be NULL) gets the batch loss.

@@ -398,6 +398,18 @@ ELM_API int elm_dataset_set(elm_dataset *ds, elm_dataset_option key, double valu
     return ELM_OK;
 }
 
+ELM_API int elm_dataset_get(const elm_dataset *ds, elm_dataset_option key, double *value) {
+    if (!ds || !value) return elm__fail(ELM_E_NULL, "elm_dataset_get: NULL argument");
+    switch (key) {
+    case ELM_DATASET_SHUFFLE: *value = ds->shuffle; break;
+    case ELM_DATASET_SEED: *value = (double)ds->seed; break;
+    case ELM_DATASET_DROP_LAST: *value = ds->drop_last; break;
+    case ELM_DATASET_PREFETCH: *value = ds->prefetch_on; break;
+    default: return elm__fail(ELM_E_UNKNOWN_NAME, "elm_dataset_get: unknown option %d", (int)key);
+    }
+    return ELM_OK;
+}
+
 ELM_API int elm_dataset_size(const elm_dataset *ds, elm_dataset_dim what, size_t *value) {
     if (!ds || !value) return elm__fail(ELM_E_NULL, "elm_dataset_size: NULL argument");
     switch (what) {

@@ -93,6 +93,21 @@ ELM_API int elm_loss_set_burn_in(elm_loss *loss, size_t t0) {
     return ELM_OK;
 }
 
+ELM_API int elm_loss_get_burn_in(const elm_loss *loss, size_t *t0) {
+    if (!loss || !t0) return elm__fail(ELM_E_NULL, "elm_loss_get_burn_in: NULL argument");
+    *t0 = loss->t0;
+    return ELM_OK;
+}
+
+ELM_API int elm_loss_get_weights(const elm_loss *loss, float *w, size_t n) {
+    if (!loss || !w) return elm__fail(ELM_E_NULL, "elm_loss_get_weights: NULL argument");
+    if (n != loss->n_out)
+        return elm__fail(ELM_E_SHAPE, "elm_loss_get_weights: the loss has %zu weights (n_out), got n = %zu",
+                         loss->n_out, n);
+    for (size_t o = 0; o < n; o++) w[o] = (float)loss->w[o];
+    return ELM_OK;
+}
+
 ELM_API int elm_loss_set_weights(elm_loss *loss, const float *w, size_t n) {
     if (!loss || !w) return elm__fail(ELM_E_NULL, "elm_loss_set_weights: NULL argument");
     if (n != loss->n_out)

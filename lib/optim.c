@@ -236,6 +236,10 @@ ELM_API int elm_optimizer_is_frozen(const elm_optimizer *o, const char *tensor, 
 
 ELM_API uint64_t elm_optimizer_steps(const elm_optimizer *o) { return o ? o->steps : 0; }
 
+ELM_API elm_optimizer_kind elm_optimizer_get_kind(const elm_optimizer *o) {
+    return o ? o->kind : (elm_optimizer_kind)0;
+}
+
 /* Learning rate of the step taken after s steps (see elm.h §8). */
 static double lr_at(const double *v, uint64_t s) {
     double lr = v[ELM_OPTIM_LR], W = v[ELM_OPTIM_WARMUP_STEPS], eta = v[ELM_OPTIM_MIN_LR];

@@ -128,7 +128,15 @@ ELM_API int elm_trainer_metric(const elm_trainer *tr, elm_metric key, double *va
         return elm__fail(ELM_E_UNKNOWN_NAME, "elm_trainer_metric: unknown metric %d", (int)key);
     *value = key == ELM_METRIC_LR ? elm_optimizer_lr(tr->opt)
              : key == ELM_METRIC_STEP ? (double)elm_optimizer_steps(tr->opt)
+             : key == ELM_METRIC_BATCH ? (double)tr->fit.batch
                                       : tr->metric[key];
+    return ELM_OK;
+}
+
+ELM_API int elm_trainer_shape(const elm_trainer *tr, size_t *B, size_t *T_max) {
+    if (!tr || !B || !T_max) return elm__fail(ELM_E_NULL, "elm_trainer_shape: NULL argument");
+    *B = tr->B;
+    *T_max = tr->T_max;
     return ELM_OK;
 }
 

@@ -15,7 +15,7 @@ typedef struct elm_fit {
 } elm_fit;
 
 #define N_OPTIONS (ELM_TRAIN_THREADS + 1)
-#define N_METRICS (ELM_METRIC_LR + 1)
+#define N_METRICS (ELM_METRIC_BATCH + 1)
 
 struct elm_trainer {
     elm_model *model;

@@ -714,6 +714,18 @@ static void test_set_errors(void **st) {
         assert_non_null(strstr(elm_last_error(), "seed"));
     }
     /* Nothing changed: still shuffled with seed 0, still padding. */
+    const elm_dataset_option opts[] = {ELM_DATASET_SHUFFLE, ELM_DATASET_SEED,
+                                       ELM_DATASET_DROP_LAST, ELM_DATASET_PREFETCH};
+    const double defaults[] = {1, 0, 0, 0};
+    for (int k = 0; k < 4; k++) {
+        double v = -5;
+        assert_int_equal(elm_dataset_get(ds, opts[k], &v), ELM_OK);
+        assert_true(v == defaults[k]);
+    }
+    double got;
+    assert_int_equal(elm_dataset_get(ds, (elm_dataset_option)5, &got), ELM_E_UNKNOWN_NAME);
+    assert_int_equal(elm_dataset_get(ds, ELM_DATASET_SEED, NULL), ELM_E_NULL);
+    assert_int_equal(elm_dataset_get(NULL, ELM_DATASET_SEED, &got), ELM_E_NULL);
     assert_int_equal(elm_dataset_start_epoch(ds, 2), ELM_OK);
     read_epoch(ds, &F, 5, 0, 1, 0, 0, o, &n);
     assert_int_equal(n, 16);
@@ -721,6 +733,13 @@ static void test_set_errors(void **st) {
     /* -0 is 0; 2^53 is the largest seed. */
     assert_int_equal(elm_dataset_set(ds, ELM_DATASET_SHUFFLE, -0.0), ELM_OK);
     assert_int_equal(elm_dataset_set(ds, ELM_DATASET_SEED, 9007199254740992.0), ELM_OK);
+    assert_int_equal(elm_dataset_get(ds, ELM_DATASET_SEED, &got), ELM_OK);
+    assert_true(got == 9007199254740992.0);
+    assert_int_equal(elm_dataset_get(ds, ELM_DATASET_SHUFFLE, &got), ELM_OK);
+    assert_true(got == 0);
+    assert_int_equal(elm_dataset_set(ds, ELM_DATASET_PREFETCH, 1), ELM_OK);
+    assert_int_equal(elm_dataset_get(ds, ELM_DATASET_PREFETCH, &got), ELM_OK);
+    assert_true(got == 1);
     elm_dataset_free(ds);
     elm_dataset_free(ref);
 }

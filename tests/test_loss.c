@@ -235,6 +235,9 @@ static void test_set_weights_errors(void **st) {
     elm_loss *l;
     assert_int_equal(elm_loss_create(ELM_LOSS_MSE, 3, &l), ELM_OK);
     const float ones[3] = {1, 1, 1};
+    float got[3];
+    assert_int_equal(elm_loss_get_weights(l, got, 3), ELM_OK); /* MSE default: 1/n_out */
+    for (int o = 0; o < 3; o++) assert_true(got[o] == (float)(1.0 / 3.0));
     assert_int_equal(elm_loss_set_weights(l, ones, 3), ELM_OK);
     const float bad[][3] = {{-1, 1, 1}, {NAN, 1, 1}, {1, INFINITY, 1}, {0, 0, 0}, {0, -0.0f, 0}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
@@ -250,6 +253,28 @@ static void test_set_weights_errors(void **st) {
     assert_int_equal(elm_loss_set_weights(l, some_zero, 3), ELM_OK);
     assert_int_equal(elm_loss_compute(l, y, 1, 1, z, NULL, NULL, &v, NULL), ELM_OK);
     assert_true(v == 8.0);
+    assert_int_equal(elm_loss_get_weights(l, got, 3), ELM_OK);
+    assert_memory_equal(got, some_zero, sizeof got);
+    assert_int_equal(elm_loss_get_weights(l, got, 2), ELM_E_SHAPE);
+    assert_int_equal(elm_loss_get_weights(l, NULL, 3), ELM_E_NULL);
+    assert_int_equal(elm_loss_get_weights(NULL, got, 3), ELM_E_NULL);
+    /* burn-in round trip */
+    size_t t0 = 7;
+    assert_int_equal(elm_loss_get_burn_in(l, &t0), ELM_OK);
+    assert_int_equal(t0, 0);
+    assert_int_equal(elm_loss_set_burn_in(l, 150), ELM_OK);
+    assert_int_equal(elm_loss_get_burn_in(l, &t0), ELM_OK);
+    assert_int_equal(t0, 150);
+    assert_int_equal(elm_loss_get_burn_in(l, NULL), ELM_E_NULL);
+    elm_loss_free(l);
+    /* the other kinds' default weights */
+    assert_int_equal(elm_loss_create(ELM_LOSS_NEURONIO, 2, &l), ELM_OK);
+    assert_int_equal(elm_loss_get_weights(l, got, 2), ELM_OK);
+    assert_true(got[0] == 0.5f && got[1] == 0.5f);
+    elm_loss_free(l);
+    assert_int_equal(elm_loss_create(ELM_LOSS_CE_LAST, 3, &l), ELM_OK);
+    assert_int_equal(elm_loss_get_weights(l, got, 3), ELM_OK);
+    assert_true(got[0] == 1 && got[1] == 1 && got[2] == 1);
     elm_loss_free(l);
 }
 

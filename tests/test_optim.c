@@ -262,6 +262,16 @@ static void test_kind_names(void **st) {
     assert_int_equal(elm_optimizer_kind_from_name("sgd", NULL), ELM_E_NULL);
     assert_null(elm_optimizer_kind_name((elm_optimizer_kind)0));
     assert_null(elm_optimizer_kind_name((elm_optimizer_kind)5));
+    /* the kind an optimizer was created with */
+    elm_model *m = small_model(0, 1);
+    for (int k = 1; k <= 4; k++) {
+        elm_optimizer *o;
+        assert_int_equal(elm_optimizer_create(m, (elm_optimizer_kind)k, &o), ELM_OK);
+        assert_int_equal(elm_optimizer_get_kind(o), k);
+        elm_optimizer_free(o);
+    }
+    assert_int_equal(elm_optimizer_get_kind(NULL), 0);
+    elm_model_free(m);
 }
 
 static void test_create_and_null(void **st) {

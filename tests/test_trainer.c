@@ -292,6 +292,64 @@ static int record(void *user, const elm_trainer *tr, int event) {
     return c->stop_after_epochs && c->epochs >= c->stop_after_epochs;
 }
 
+/* ELM_METRIC_BATCH counts the batches of the current epoch (5 of 8 from 40
+ * samples), is 0 when an epoch closes, survives an interruption and a
+ * checkpoint round trip; elm_trainer_shape gives what the trainer was
+ * created with. */
+typedef struct batch_cb {
+    double seen[32];
+    int n, stop_at;
+} batch_cb;
+
+static int record_batch(void *user, const elm_trainer *tr, int event) {
+    batch_cb *c = user;
+    double v;
+    assert_int_equal(elm_trainer_metric(tr, ELM_METRIC_BATCH, &v), ELM_OK);
+    c->seen[c->n++] = event == ELM_EVENT_STEP ? v : -1 - v; /* epoch: -1 - batch */
+    return c->n == c->stop_at;
+}
+
+static void test_shape_and_batch_metric(void **st) {
+    (void)st;
+    small s;
+    small_setup(&s, 7, 0, 1);
+    size_t B, T_max;
+    assert_int_equal(elm_trainer_shape(s.tr, &B, &T_max), ELM_OK);
+    assert_true(B == 8 && T_max == 30);
+    assert_int_equal(elm_trainer_shape(s.tr, NULL, &T_max), ELM_E_NULL);
+    double v;
+    assert_int_equal(elm_trainer_metric(s.tr, ELM_METRIC_BATCH, &v), ELM_OK);
+    assert_true(v == 0);
+    elm_trainer_set(s.tr, ELM_TRAIN_EPOCHS, 2);
+    batch_cb c = {.stop_at = 9}; /* epoch 1: 5 steps + its close; then 3 steps */
+    assert_int_equal(elm_trainer_fit(s.tr, s.dt, NULL, record_batch, &c), ELM_OK);
+    const double want[9] = {1, 2, 3, 4, 5, -1, 1, 2, 3};
+    assert_int_equal(c.n, 9);
+    for (int i = 0; i < 9; i++)
+        if (c.seen[i] != want[i]) fail_msg("callback %d saw batch %g, want %g", i, c.seen[i], want[i]);
+    assert_int_equal(elm_trainer_metric(s.tr, ELM_METRIC_BATCH, &v), ELM_OK);
+    assert_true(v == 3);
+    /* a checkpoint keeps the position */
+    size_t size;
+    assert_int_equal(elm_trainer_save_buffer(s.tr, NULL, 0, &size), ELM_OK);
+    void *buf = malloc(size);
+    assert_int_equal(elm_trainer_save_buffer(s.tr, buf, size, &size), ELM_OK);
+    small t;
+    small_setup(&t, 7, 0, 1);
+    assert_int_equal(elm_trainer_load_buffer(t.tr, buf, size), ELM_OK);
+    assert_int_equal(elm_trainer_metric(t.tr, ELM_METRIC_BATCH, &v), ELM_OK);
+    assert_true(v == 3);
+    /* the rest of the epoch: batches 4 and 5, then the close */
+    batch_cb d = {.stop_at = 0};
+    assert_int_equal(elm_trainer_fit(t.tr, t.dt, NULL, record_batch, &d), ELM_OK);
+    assert_int_equal(d.n, 3);
+    assert_true(d.seen[0] == 4 && d.seen[1] == 5 && d.seen[2] == -1);
+    assert_int_equal(elm_trainer_metric(t.tr, (elm_metric)14, &v), ELM_E_UNKNOWN_NAME);
+    free(buf);
+    small_free(&s);
+    small_free(&t);
+}
+
 /* The model ends with the parameters of the epoch with the best validation
  * loss, and early stopping ends the run `patience` epochs after it. */
 static void test_best_epoch_and_early_stop(void **st) {
@@ -451,6 +509,7 @@ int main(void) {
         cmocka_unit_test(test_nonfinite_policy),
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_shape_and_batch_metric),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

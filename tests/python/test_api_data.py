@@ -88,6 +88,7 @@ def test_drop_last_and_options():
     assert ds.n_label == 1 and ds.n_target == 0
     assert (ds.shuffle, ds.seed, ds.drop_last, ds.prefetch) == (True, 0, False, False)
     ds.set(shuffle=False, drop_last=True)
+    assert (ds.shuffle, ds.drop_last) == (False, True)  # read back from libelm
     assert [b.count for b in ds.batches(3)] == [3, 3]
     assert ds.num_batches(3) == 2
     with pytest.raises(ElmError) as e:

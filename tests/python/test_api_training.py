@@ -251,8 +251,9 @@ def test_callback_interrupts_and_fit_resumes_exactly():
     model, _, _, tr = build(epochs=4, dropout=0.2)
     tr.fit(ds, ds, callback=lambda p: p.event == "step" and p.step == 6)
     assert tr.interrupted and tr.metric("step") == 6 and tr.metric("epoch") == 1
+    assert 0 < tr.metric("batch") < 6 and tr.metrics()["batch"] == tr.metric("batch")
     tr.fit(ds, ds)
-    assert not tr.interrupted
+    assert not tr.interrupted and tr.metric("batch") == 0
     np.testing.assert_array_equal(model.get_param("mlp.0.weight"), want)
     assert same_metrics(tr.metrics(), want_metrics)
 

@@ -212,6 +212,7 @@ class Metric(enum.IntEnum):
     SKIPPED = 10
     LAST_LOSS = 11
     LR = 12
+    BATCH = 13  # since 0.5
 
 
 class TrainEvent(enum.IntEnum):
@@ -427,6 +428,8 @@ PROTOTYPES = {
     "elm_loss_kind_name": (c_char_p, [c_int]),
     "elm_loss_set_burn_in": (_I, [_vp, c_size_t]),
     "elm_loss_set_weights": (_I, [_vp, _vp, c_size_t]),
+    "elm_loss_get_burn_in": (_I, [_vp, _szp]),
+    "elm_loss_get_weights": (_I, [_vp, _vp, c_size_t]),
     "elm_loss_compute": (_I, [_vp, _vp, c_size_t, c_size_t, _vp, _vp, _vp,
                               _dp, _vp]),
     "elm_metric_accuracy": (_I, [_vp, c_size_t, c_size_t, c_size_t, _vp, _vp,
@@ -438,6 +441,7 @@ PROTOTYPES = {
     "elm_optimizer_free": (None, [_vp]),
     "elm_optimizer_kind_from_name": (_I, [c_char_p, _ip]),
     "elm_optimizer_kind_name": (c_char_p, [c_int]),
+    "elm_optimizer_get_kind": (c_int, [_vp]),
     "elm_optimizer_set": (_I, [_vp, c_int, c_double]),
     "elm_optimizer_get": (_I, [_vp, c_int, _dp]),
     "elm_optimizer_freeze": (_I, [_vp, c_char_p, c_int]),
@@ -452,6 +456,7 @@ PROTOTYPES = {
                                      c_size_t, _vp, c_size_t, _vp, _vpp]),
     "elm_dataset_free": (None, [_vp]),
     "elm_dataset_set": (_I, [_vp, c_int, c_double]),
+    "elm_dataset_get": (_I, [_vp, c_int, _dp]),
     "elm_dataset_size": (_I, [_vp, c_int, _szp]),
     "elm_dataset_start_epoch": (_I, [_vp, c_uint64]),
     "elm_dataset_next": (_I, [_vp, c_size_t, _vp, _vp, _vp, _vp, _szp]),
@@ -476,6 +481,7 @@ PROTOTYPES = {
     "elm_trainer_free": (None, [_vp]),
     "elm_trainer_set": (_I, [_vp, c_int, c_double]),
     "elm_trainer_get": (_I, [_vp, c_int, _dp]),
+    "elm_trainer_shape": (_I, [_vp, _szp, _szp]),
     "elm_trainer_step": (_I, [_vp, _vp, c_size_t, _vp, _vp, _vp, _dp]),
     "elm_trainer_evaluate": (_I, [_vp, _vp]),
     "elm_trainer_fit": (_I, [_vp, _vp, _vp, PROGRESS_FN, _vp]),

@@ -584,45 +584,46 @@ class Dataset(Handle):
         check(_lib().elm_dataset_set(self._h, key, float(value)),
               "elm_dataset_set(%s)" % name)
 
+    def _get(self, key):
+        v = ctypes.c_double()
+        check(_lib().elm_dataset_get(self._h, key, ctypes.byref(v)), "elm_dataset_get")
+        return v.value
+
     @property
     def shuffle(self):
         """Shuffle the order every epoch (from seed and epoch)."""
-        return self._options["shuffle"]
+        return bool(self._get(_capi.DatasetOption.SHUFFLE))
 
     @shuffle.setter
     def shuffle(self, value):
         self._set("shuffle", _capi.DatasetOption.SHUFFLE, bool(value))
-        self._options["shuffle"] = bool(value)
 
     @property
     def seed(self):
         """Seed of the order and of random sources' draws, in [0, 2^53]."""
-        return self._options["seed"]
+        return int(self._get(_capi.DatasetOption.SEED))
 
     @seed.setter
     def seed(self, value):
         self._set("seed", _capi.DatasetOption.SEED, _size(value))
-        self._options["seed"] = _size(value)
 
     @property
     def drop_last(self):
         """Drop the last partial batch instead of padding it."""
-        return self._options["drop_last"]
+        return bool(self._get(_capi.DatasetOption.DROP_LAST))
 
     @drop_last.setter
     def drop_last(self, value):
         self._set("drop_last", _capi.DatasetOption.DROP_LAST, bool(value))
-        self._options["drop_last"] = bool(value)
 
     @property
     def prefetch(self):
         """Build the next batch on a worker thread (identical batches)."""
-        return self._options["prefetch"]
+        return bool(self._get(_capi.DatasetOption.PREFETCH))
 
     @prefetch.setter
     def prefetch(self, value):
         self._set("prefetch", _capi.DatasetOption.PREFETCH, bool(value))
-        self._options["prefetch"] = bool(value)
 
     def set(self, **options):
         """Set several options at once: ``ds.set(shuffle=False, seed=3)``."""

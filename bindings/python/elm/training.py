@@ -95,7 +95,6 @@ class Loss(Handle):
               "elm_loss_create")
         self._own(out.value)
         self._n_out = int(n_out)
-        self._burn_in = 0
         self._weights = None
         if burn_in:
             self.burn_in = burn_in
@@ -106,7 +105,7 @@ class Loss(Handle):
     def _wrap(cls, handle, n_out, burn_in=0, weights=None):
         self = cls.__new__(cls)
         self._own(handle)
-        self._n_out, self._burn_in = int(n_out), int(burn_in)
+        self._n_out = int(n_out)
         self._weights = list(weights) if weights else None
         return self
 
@@ -114,7 +113,7 @@ class Loss(Handle):
         if self.closed:
             return "<elm.Loss (closed)>"
         return "<elm.Loss %s n_out=%d burn_in=%d>" % (self.kind, self._n_out,
-                                                     self._burn_in)
+                                                     self.burn_in)
 
     @property
     def kind(self):
@@ -133,13 +132,14 @@ class Loss(Handle):
     @property
     def burn_in(self):
         """Steps at the start of each sequence that carry no loss."""
-        return self._burn_in
+        v = ctypes.c_size_t()
+        check(_lib().elm_loss_get_burn_in(self._h, ctypes.byref(v)), "elm_loss_get_burn_in")
+        return v.value
 
     @burn_in.setter
     def burn_in(self, t0):
         check(_lib().elm_loss_set_burn_in(self._h, int(t0)),
               "elm_loss_set_burn_in")
-        self._burn_in = int(t0)
 
     @property
     def weights(self):
@@ -274,17 +274,15 @@ class Optimizer(Handle):
               "elm_optimizer_create")
         self._own(out.value, model)
         self.model = model
-        self._kind = _name_of(OPTIMIZER_KINDS, _enum(OPTIMIZER_KINDS, kind, "optimizer kind"))
         self._n_params = _model_size(_model_handle(model), _capi.Size.PARAMS)
         if settings:
             self.set(**settings)
 
     @classmethod
-    def _wrap(cls, handle, model, kind):
+    def _wrap(cls, handle, model, kind=None):  # kind: read from libelm
         self = cls.__new__(cls)
         self._own(handle, model)
         self.model = model
-        self._kind = _name_of(OPTIMIZER_KINDS, _enum(OPTIMIZER_KINDS, kind, "optimizer kind"))
         self._n_params = _model_size(_model_handle(model), _capi.Size.PARAMS)
         return self
 
@@ -296,7 +294,7 @@ class Optimizer(Handle):
     @property
     def kind(self):
         """"sgd", "adam", "adamw" or "adamax"."""
-        return self._kind
+        return _str(_lib().elm_optimizer_kind_name(_lib().elm_optimizer_get_kind(self._h)))
 
     @staticmethod
     def _key(name):
@@ -503,7 +501,7 @@ NONFINITE = {"stop": _capi.NonfinitePolicy.STOP, "skip": _capi.NonfinitePolicy.S
 SELECT = {"val_loss": _capi.Metric.VAL_LOSS, "val_accuracy": _capi.Metric.VAL_ACCURACY,
           "val_auc": _capi.Metric.VAL_AUC}
 METRICS = {name.lower(): key for name, key in _capi.Metric.__members__.items()}
-_INT_METRICS = {"epoch", "step", "best_epoch", "skipped"}
+_INT_METRICS = {"epoch", "step", "best_epoch", "skipped", "batch"}
 _INT_OPTIONS = {"seed", "epochs", "patience", "max_batches"}
 
 Progress = collections.namedtuple("Progress", "event epoch step loss metrics")
