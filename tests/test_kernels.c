@@ -107,6 +107,58 @@ static void test_matmul_small(void **st) {
         }
 }
 
+/* The fused B = 1 product against a double-precision reference, for every
+ * output width from 1 to 200 (so every mix of 64-, paired 16-, single 16-,
+ * 8- and 4-wide panels, full and partial), odd and even input counts, a
+ * row offset, and each epilogue; nothing past `out` is written, in y or
+ * in mem. */
+static void test_matvec_fused(void **st) {
+    (void)st;
+    enum { MAXO = 200, IN_TOTAL = 23, GUARD = 16 };
+    static float w[MAXO * IN_TOTAL], packed[IN_TOTAL * (MAXO + 64)];
+    static float x[IN_TOTAL], init[MAXO + GUARD], y[MAXO + GUARD], mem[MAXO + GUARD],
+        kappa[MAXO + GUARD], coef[MAXO + GUARD];
+    for (int i = 0; i < MAXO * IN_TOTAL; i++) w[i] = (float)((i * 104729) % 61) / 61.0f - 0.5f;
+    for (int i = 0; i < IN_TOTAL; i++) x[i] = (float)((i * 7919) % 29) / 29.0f - 0.5f;
+    for (int o = 0; o < MAXO + GUARD; o++) {
+        init[o] = (float)(o % 7) * 0.1f - 0.3f;
+        kappa[o] = 0.9f - 0.001f * (float)(o % 50);
+        coef[o] = 1.0f - kappa[o];
+    }
+    const int epis[] = {ELM_EPI_NONE, ELM_EPI_RELU, ELM_EPI_SILU, ELM_EPI_MEMORY};
+    for (int out = 1; out <= MAXO; out++) {
+        elm__pack_panels(w, out, IN_TOTAL, packed);
+        for (int row0 = 0; row0 <= 4; row0 += 4) {
+            const int in = IN_TOTAL - row0 - (row0 ? 1 : 0); /* 23 and 18 inputs */
+            for (int e = 0; e < 4; e++) {
+                for (int o = 0; o < MAXO + GUARD; o++) {
+                    y[o] = 42.0f;
+                    mem[o] = 0.25f * (float)(o % 5);
+                }
+                elm__matvec_fused(in, out, x + row0, packed, IN_TOTAL, row0, init, y, epis[e],
+                                  kappa, coef, mem);
+                for (int o = 0; o < MAXO + GUARD; o++) {
+                    double z = init[o];
+                    for (int i = 0; o < out && i < in; i++)
+                        z += (double)x[row0 + i] * w[o * IN_TOTAL + row0 + i];
+                    double m0 = 0.25 * (o % 5), want_y = 42.0, want_m = m0;
+                    if (o < out) {
+                        if (epis[e] == ELM_EPI_NONE) want_y = z;
+                        else if (epis[e] == ELM_EPI_RELU) want_y = z > 0 ? z : 0;
+                        else if (epis[e] == ELM_EPI_SILU) want_y = z / (1 + exp(-z));
+                        else want_m = kappa[o] * m0 + coef[o] * 1.7159 * tanh(2.0 * z / 3.0);
+                    }
+                    if (!(fabs(y[o] - want_y) <= 2e-6 * (1 + fabs(want_y))) ||
+                        !(fabs(mem[o] - want_m) <= 2e-6 * (1 + fabs(want_m))))
+                        fail_msg("out %d row0 %d epi %d: element %d: y %.9g (want %.9g), mem "
+                                 "%.9g (want %.9g)", out, row0, epis[e], o, (double)y[o], want_y,
+                                 (double)mem[o], want_m);
+                }
+            }
+        }
+    }
+}
+
 /* The block scan: every block with a non-zero, NaN or Inf is flagged, and
  * blocks of +-0 only are not, for lengths with and without a tail. */
 static void test_nonzero_blocks(void **st) {
@@ -148,6 +200,7 @@ int main(void) {
         cmocka_unit_test(test_blis_policy),
         cmocka_unit_test(test_expf_accuracy),
         cmocka_unit_test(test_matmul_small),
+        cmocka_unit_test(test_matvec_fused),
         cmocka_unit_test(test_nonzero_blocks),
         cmocka_unit_test(test_reference_gemm_transposes),
     };

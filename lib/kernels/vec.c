@@ -285,6 +285,35 @@ void elm__matvec_fused(int in, int out, const float *x, const float *panels, int
             fused_epilogue(16, t, o, n, epi, y, kappa, coef, mem);
             o += width;
             continue;
+        } else if (out - o > 24) {
+            /* Two 16-wide panels follow each other (out - o > 24 means the
+             * next one is 16 wide too; the first is full, the second holds
+             * n2 <= 16 outputs): read both in one loop, one broadcast per
+             * 32 weights instead of per 16 (~0.03 us of the B = 1 step). */
+            const int n2 = out - o - 16 < 16 ? out - o - 16 : 16;
+            const float *w = panel + (size_t)row0 * 16, *v = w + (size_t)in_total * 16;
+            vf16 a0 = load16(init + o), a1 = {0}, b0 = {0}, b1 = {0};
+            memcpy(&b0, init + o + 16, (size_t)n2 * sizeof(float));
+            int i = 0;
+            for (; i + 2 <= in; i += 2, w += 32, v += 32) {
+                vf16 xi = splat16(x[i]), xj = splat16(x[i + 1]);
+                a0 += xi * load16(w);
+                b0 += xi * load16(v);
+                a1 += xj * load16(w + 16);
+                b1 += xj * load16(v + 16);
+            }
+            if (i < in) {
+                vf16 xi = splat16(x[i]);
+                a0 += xi * load16(w);
+                b0 += xi * load16(v);
+            }
+            store16(t, a0 + a1);
+            fused_epilogue(16, t, o, 16, epi, y, kappa, coef, mem);
+            store16(t, b0 + b1);
+            fused_epilogue(16, t, o + 16, n2, epi, y, kappa, coef, mem);
+            panel += (size_t)in_total * 32;
+            o += 32;
+            continue;
         } else {
             n = out - o < 16 ? out - o : 16;
             const float *w = panel + (size_t)row0 * 16;
