@@ -70,6 +70,11 @@ struct elm_tape {
     int32_t *ev_idx;
     float *ev_val;
     size_t ev_cap;
+    /* scratch: one segment's events in the order x is read (stream by
+     * stream), before they are placed time-major */
+    int32_t *sc_idx;
+    float *sc_val;
+    size_t sc_cap;
     uint64_t *blk;  /* (words) scratch: non-zero 16-blocks of one row */
     int words;      /* ceil(n_in / 1024) */
     double *dproto; /* (n_s) */

@@ -363,7 +363,19 @@ static void test_bad_input(void **st) {
     assert_int_equal(elm_tape_forward(tp, NULL, T, y), ELM_E_NULL);
     x[5] = NAN;
     assert_int_equal(elm_tape_forward(tp, x, T, y), ELM_E_NONFINITE);
-    assert_non_null(strstr(elm_last_error(), "x["));
+    assert_non_null(strstr(elm_last_error(), "x[0, 0, 5]"));
+    x[5] = 0.25f;
+    /* x is read stream by stream, but the failure named is the first in
+     * (t, b) order: the last stream's at step 1 before the first's at 2 */
+    size_t n_in = (size_t)p->n_in, late = 2 * n_in + 1, early = ((B - 1) * T + 1) * n_in + 2;
+    x[late] = INFINITY;
+    x[early] = NAN;
+    assert_int_equal(elm_tape_forward(tp, x, T, y), ELM_E_NONFINITE);
+    char want[64];
+    snprintf(want, sizeof want, "x[%zu, 1, 2]", B - 1);
+    if (!strstr(elm_last_error(), want)) fail_msg("%s does not name %s", elm_last_error(), want);
+    x[late] = x[early] = 0.0f;
+    x[5] = NAN;
     assert_int_equal(elm_tape_backward(tp, x, g, grad, NULL), ELM_E_INVALID); /* failed forward */
     x[5] = 0.25f;
     assert_int_equal(elm_tape_forward(tp, x, T, y), ELM_OK);
