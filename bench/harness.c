@@ -798,7 +798,7 @@ int bench_run(const bench_opts *o, FILE *out) {
         fputs("{\"bound\": \"read_step_weights\", ", out);
         if (r.status == RES_OK)
             fprintf(out, "\"for_case\": \"%s\", \"bytes\": %zu, \"repeats\": %d, \"us_best\": %.4f, "
-                         "\"us_median\": %.4f, \"gb_per_s\": %.1f}\n",
+                         "\"us_median\": %.4f, \"gb_per_s\": %.4g}\n",
                     cases[0].name, r.tape_bytes, r.reps, r.sec_min * 1e6, r.sec_median * 1e6,
                     (double)r.tape_bytes / r.sec_min / 1e9);
         else {
