@@ -307,7 +307,7 @@ static void finish_times(bench_result *r, double *secs, int reps) {
 
 static void run_stream(const bench_case *c, const elm_model *m, int quick, bench_result *r) {
     /* A simulator hands each step's input over while it is in cache: cycle
-     * through a ring of 100 pre-generated steps (as bench_forward). */
+     * through a ring of 100 pre-generated steps. */
     enum { RING = 100, CHUNKS = 5 };
     const size_t steps = quick ? 300 : 20000, n_in = (size_t)c->n_in;
     float *x = c->events ? NULL : make_input(c, 1, RING, 7), y[16];
