@@ -33,9 +33,12 @@ static const float *weight(const elm_model *m, size_t tensor) {
  * read as dy W): the small kernel over the backward panels, or BLIS. */
 static void back_product(int B, const float *src, int in, const float *bpanels, const float *W,
                          size_t ldw, int out, float *dst) {
-    if (B < ELM_SMALL_BATCH)
+    if (B == 1) {
         elm__matmul_small(B, in, out, src, (size_t)in, bpanels, in, 0, dst, (size_t)out, 0);
-    else
+    } else if (B < ELM_SMALL_BATCH) {
+        memset(dst, 0, (size_t)B * (size_t)out * sizeof *dst);
+        elm__matmul_rows(B, in, out, src, (size_t)in, bpanels, in, 0, dst, (size_t)out);
+    } else
         elm__sgemm(0, 0, (size_t)B, (size_t)out, (size_t)in, 1.0f, src, (size_t)in, W, ldw, 0.0f,
                    dst, (size_t)out);
 }

@@ -72,8 +72,10 @@ struct elm_state {
  * pay off; the register-blocked small kernel is used instead. */
 void elm__layer_product(int B, const elm_layer *l, int row0, int in, const float *x, size_t ldx,
                         float *y, size_t ldy) {
-    if (B < ELM_SMALL_BATCH)
+    if (B == 1)
         elm__matmul_small(B, in, l->out, x, ldx, l->panels, l->in, row0, y, ldy, 1);
+    else if (B < ELM_SMALL_BATCH)
+        elm__matmul_rows(B, in, l->out, x, ldx, l->panels, l->in, row0, y, ldy);
     else
         elm__sgemm(0, 0, (size_t)B, (size_t)l->out, (size_t)in, 1.0f, x, ldx,
                    l->wt + (size_t)row0 * l->ldw, l->ldw, 1.0f, y, ldy);
