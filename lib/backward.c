@@ -30,7 +30,8 @@ static const float *weight(const elm_model *m, size_t tensor) {
 }
 
 /* dst (B, out) = src (B, in) @ W, W (in, out) row-major (a layer's weight
- * read as dy W): the small kernel over the backward panels, or BLIS. */
+ * read as dy W): libelm's kernels over the backward panels below
+ * ELM_SMALL_BATCH streams (as elm__layer_product), else BLIS. */
 static void back_product(int B, const float *src, int in, const float *bpanels, const float *W,
                          size_t ldw, int out, float *dst) {
     if (B == 1) {

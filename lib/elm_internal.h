@@ -174,8 +174,10 @@ const char *elm__blis_pick(const elm_cpu *cpu, const char **why);
 
 /* state.c: building blocks shared by the state and the tape.
  * y (B, l->out) += x (B, in) @ rows [row0, row0 + in) of the layer's
- * transposed weight: the small kernel below ELM_SMALL_BATCH streams, else
- * BLIS. */
+ * transposed weight: the small kernel for one stream, the register-blocked
+ * one below ELM_SMALL_BATCH streams (the tape's thread groups of 4 streams
+ * ran at half speed on the small kernel, which reads every panel once per
+ * stream), else BLIS. */
 #define ELM_SMALL_BATCH 8
 void elm__layer_product(int B, const elm_layer *l, int row0, int in, const float *x, size_t ldx,
                         float *y, size_t ldy);
