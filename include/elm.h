@@ -1157,11 +1157,11 @@ typedef enum elm_value_type {
 
 /* Model keys as a config editor or a binding needs them, from the tables
  * the YAML reader uses: a key's value type (NUMBER, INTEGER, BOOL or
- * ENUM); for an ENUM key the written name of a value ("silu"; NULL when
- * the key is not an enum or the value has no name) and the value of a
- * name (the official spellings such as "neuronio_routing" too;
- * ELM_E_UNKNOWN_NAME for an unknown key or name, ELM_E_INVALID for a key
- * that is not an enum). Since 0.5. */
+ * ENUM); for an ENUM key the written name of a value ("silu", a static
+ * string; NULL when the key is not an enum or the value has no name) and
+ * the value of a name (the official spellings such as "neuronio_routing"
+ * too; ELM_E_UNKNOWN_NAME for an unknown key or name, ELM_E_INVALID for a
+ * key that is not an enum). Since 0.5. */
 ELM_API int elm_param_type(elm_param key, elm_value_type *type);
 ELM_API const char *elm_param_value_name(elm_param key, int value);
 ELM_API int elm_param_value_from_name(elm_param key, const char *name,
