@@ -101,16 +101,27 @@ int main(int argc, char **argv) {
 
     elm_state *state; /* one stream: one neuron */
     CHECK(elm_state_create(model, 1, &state));
-    float x[N_IN], y[2];
+    /* A simulator knows which segments spiked, so the input goes in as
+     * events: the channels and values of this millisecond's spikes, no
+     * dense (1, 1278) row. elm_state_step(state, x, y) takes the dense row
+     * instead; with channels in increasing order both give the same bits. */
+    int32_t ch[N_IN];
+    float val[N_IN], y[2];
+    int64_t off[2] = {0, 0}; /* one stream: its events are [off[0], off[1]) */
     uint64_t r = seed * 2654435761u + 1;
     double t0 = now(), logit_sum = 0;
     for (long t = 0; t < steps; t++) {
         /* ~1% of the segments spike per ms (10 Hz): +1 excitatory, -1 inhibitory */
+        int n = 0;
         for (int i = 0; i < N_IN; i++) {
             r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-            x[i] = (r >> 33) % 100 == 0 ? (i < N_IN / 2 ? 1.0f : -1.0f) : 0.0f;
+            if ((r >> 33) % 100 == 0) {
+                ch[n] = i;
+                val[n++] = i < N_IN / 2 ? 1.0f : -1.0f;
+            }
         }
-        CHECK(elm_state_step(state, x, y)); /* x (1, 1278) -> y (1, 2) */
+        off[1] = n;
+        CHECK(elm_state_step_events(state, off, ch, val, y)); /* spikes -> y (1, 2) */
         logit_sum += y[0];
         /* y[0]: spike logit; y[1]: soma scaled as the NeuronIO training
          * target (v + 67.7 mV) * 0.1 */
