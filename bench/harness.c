@@ -97,6 +97,8 @@ static const bench_case cases[] = {
      0.01, 0, 0, 0, 0, 0, 0, 0, 1, 7, "forward_seq", 1},
     {"neuronio_train", "neuronio", K_TRAIN, NIO_MODEL, 32, 500, 200, IN_SIGNED_SPIKES, 0.01,
      ELM_LOSS_NEURONIO, ELM_OPTIM_ADAM, 5e-4, 0, 150, 150, 0, 2, 7, "train_step", 0},
+    {"neuronio_train_events", "neuronio", K_TRAIN, NIO_MODEL, 32, 500, 200, IN_SIGNED_SPIKES,
+     0.01, ELM_LOSS_NEURONIO, ELM_OPTIM_ADAM, 5e-4, 0, 150, 150, 0, 2, 7, "train_step", 1},
     {"shd_dt10_forward", "shd", K_FORWARD, SHD_MODEL(10.0), 8, 100, 25, IN_SPIKES, 0.11,
      0, 0, 0, 0, 0, 0, 0, 2, 15, NULL, 0},
     {"shd_dt10_train", "shd", K_TRAIN, SHD_MODEL(10.0), 8, 100, 25, IN_SPIKES, 0.11,
@@ -372,10 +374,11 @@ static void run_train(const bench_case *c, elm_model *m, int quick, int threads,
                       bench_result *r) {
     const size_t B = c->B, T = case_T(c, quick);
     const int warm = quick ? 1 : c->warm, reps = quick ? 2 : c->reps;
-    float *x = make_input(c, B, T, 13), *tg = NULL;
+    float *x = c->events ? NULL : make_input(c, B, T, 13), *tg = NULL;
+    events ev = {0};
     int32_t labels[64];
     uint64_t seed = 17;
-    int rc = x ? ELM_OK : ELM_E_NOMEM;
+    int rc = c->events ? make_events(c, B * T, 13, &ev) : x ? ELM_OK : ELM_E_NOMEM;
     if (!rc && c->loss == ELM_LOSS_NEURONIO) {
         /* spike targets at ~1%, soma in [-0.5, 0.5) as the scaled voltage */
         tg = malloc(B * T * 2 * sizeof *tg);
@@ -413,15 +416,20 @@ static void run_train(const bench_case *c, elm_model *m, int quick, int threads,
         const int32_t *lab = c->loss == ELM_LOSS_NEURONIO ? NULL : labels;
         for (int i = 0; !rc && i < warm + reps; i++) {
             double t0 = now();
-            rc = elm_trainer_step(tr, x, T, tg, lab, NULL, &r->loss);
+            rc = c->events ? elm_trainer_step_events(tr, T, ev.off, ev.ch, ev.val, tg, lab, NULL,
+                                                     &r->loss)
+                           : elm_trainer_step(tr, x, T, tg, lab, NULL, &r->loss);
             if (i >= warm) secs[i - warm] = now() - t0;
         }
-        if (rc) result_fail(r, RES_FAILED, "elm_trainer_step", rc);
+        if (rc)
+            result_fail(r, RES_FAILED, c->events ? "elm_trainer_step_events" : "elm_trainer_step",
+                        rc);
         else finish_times(r, secs, reps);
     }
     elm_trainer_free(tr);
     elm_loss_free(loss);
     elm_optimizer_free(opt);
+    events_free(&ev);
     free(x);
     free(tg);
 }

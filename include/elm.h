@@ -458,12 +458,25 @@ ELM_API int elm_tape_memory(const elm_tape *tape, size_t *bytes);
 ELM_API int elm_tape_forward(elm_tape *tape, const float *x, size_t T,
                              float *y);
 
-/* Backward through the last forward. x is the SAME input array that was
- * given to elm_tape_forward (the tape does not copy it); dy (B, T, n_out) is
- * dL/dy. Adds dL/dparams into grad (ELM_SIZE_PARAMS floats); writes dL/dx
- * (B, T, n_in) into dx unless dx is NULL. dy must be finite
- * (ELM_E_NONFINITE otherwise, nothing written). May be called again for
- * another dy of the same forward. Since 0.2. */
+/* The same forward from event (spike) input, as elm_state_forward_events
+ * takes it: rows r = b T + t of a CSR list (offsets (B T + 1), channels,
+ * values or NULL for 1); checked before anything changes (a refused call
+ * leaves the last forward's record usable). With channels increasing in
+ * every row, y and the gradients of the following backward equal the
+ * dense forward's bit for bit. The tape copies the events it needs; the
+ * arrays may change after the call. Since 0.5. */
+ELM_API int elm_tape_forward_events(elm_tape *tape, size_t T,
+                                    const int64_t *offsets,
+                                    const int32_t *channels,
+                                    const float *values, float *y);
+
+/* Backward through the last forward. dy (B, T, n_out) is dL/dy. Adds
+ * dL/dparams into grad (ELM_SIZE_PARAMS floats); writes dL/dx (B, T, n_in)
+ * into dx unless dx is NULL. dy must be finite (ELM_E_NONFINITE otherwise,
+ * nothing written). May be called again for another dy of the same
+ * forward. x is not read and may be NULL: the forward recorded the input's
+ * non-zero entries, and checkpointing recomputes from them (before 0.5 it
+ * re-read x, which then had to be the forward's). Since 0.2. */
 ELM_API int elm_tape_backward(elm_tape *tape, const float *x, const float *dy,
                               float *grad, float *dx);
 
@@ -1011,6 +1024,19 @@ ELM_API int elm_trainer_shape(const elm_trainer *trainer, size_t *B,
 ELM_API int elm_trainer_step(elm_trainer *trainer, const float *x, size_t T,
                              const float *target, const int32_t *labels,
                              const int64_t *lengths, double *loss);
+
+/* The same step from event (spike) input in the CSR form of
+ * elm_tape_forward_events (rows r = b T + t, offsets (B T + 1), values
+ * NULL for 1), checked first. Dropout draws once per non-zero event in
+ * row and channel order, so events with increasing channels train exactly
+ * as the dense x would (same drops, same model afterwards); the arrays are
+ * not modified. Since 0.5. */
+ELM_API int elm_trainer_step_events(elm_trainer *trainer, size_t T,
+                                    const int64_t *offsets,
+                                    const int32_t *channels,
+                                    const float *values, const float *target,
+                                    const int32_t *labels,
+                                    const int64_t *lengths, double *loss);
 
 /* Loss and metrics of the model on a whole dataset (one pass in the
  * dataset's epoch-0 order, no update); results go to the VAL metrics.

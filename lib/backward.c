@@ -222,8 +222,13 @@ static void finish(elm_tape *tp) {
 }
 
 /* The whole backward of one tape (or thread group) into tp->gbuf, which it
- * zeroes first; dx, when not NULL, is this tape's (B, T, n_in) part. */
-static int backward(elm_tape *tp, const float *x, size_t T, const float *dy, float *dx) {
+ * zeroes first; dx, when not NULL, is this tape's (B, T, n_in) part.
+ * Checkpointing recomputes each segment from the input events the forward
+ * recorded (time-major rows), not from the caller's x: the drive is the
+ * same sum in the same order, so the recomputed segment is bit-identical,
+ * costs no second scan of a dense x, and a caller who changed x since the
+ * forward cannot change the gradients. */
+static int backward(elm_tape *tp, size_t T, const float *dy, float *dx) {
     const elm_model *m = tp->model;
     size_t B = (size_t)tp->B, nm = (size_t)m->n_m;
     memset(tp->gbuf, 0, m->n_params * sizeof(float));
@@ -245,8 +250,10 @@ static int backward(elm_tape *tp, const float *x, size_t T, const float *dy, flo
             const float *bd = tp->bound + seg * B * per;
             memcpy(tp->trace, bd, B * m->n_trace * sizeof(float));
             memcpy(tp->mem, bd + B * m->n_s, B * nm * sizeof(float));
-            int rc = elm__tape_segment_forward(tp, x, T, t0, n, 0, NULL, false);
-            if (rc != ELM_OK) return rc; /* x changed since the forward */
+            const elm_input rec = {.off = (const int64_t *)tp->ev_ptr, .ch = tp->ev_idx,
+                                   .val = tp->ev_val, .tmajor = B};
+            int rc = elm__tape_segment_forward(tp, &rec, T, t0, n, 0, NULL, false);
+            if (rc != ELM_OK) return rc;
             memcpy(tp->m0, bd + B * m->n_s, B * nm * sizeof(float));
         } else if (t0 == 0) {
             memset(tp->m0, 0, B * nm * sizeof(float));
@@ -283,7 +290,7 @@ static void group_backward(void *ctx, int part, int n_parts) {
     elm_tape *tp = ctx, *g = tp->sub[part];
     const elm_model *m = tp->model;
     size_t T = tp->run_T, b0 = (size_t)g->b_off;
-    int rc = backward(g, tp->run_x + b0 * T * m->n_in, T, tp->run_dy + b0 * T * m->n_out,
+    int rc = backward(g, T, tp->run_dy + b0 * T * m->n_out,
                       tp->run_dx ? tp->run_dx + b0 * T * m->n_in : NULL);
     g->run_rc = rc;
     if (rc != ELM_OK) snprintf(g->run_err, sizeof g->run_err, "%s", elm_last_error());
@@ -291,7 +298,8 @@ static void group_backward(void *ctx, int part, int n_parts) {
 
 ELM_API int elm_tape_backward(elm_tape *tp, const float *x, const float *dy, float *grad,
                               float *dx) {
-    if (!tp || !x || !dy || !grad) return elm__fail(ELM_E_NULL, "elm_tape_backward: NULL argument");
+    (void)x; /* not read since 0.5: the tape keeps the input's non-zero entries */
+    if (!tp || !dy || !grad) return elm__fail(ELM_E_NULL, "elm_tape_backward: NULL argument");
     const elm_model *m = tp->model;
     if (tp->T == 0)
         return elm__fail(ELM_E_INVALID, "elm_tape_backward: no forward recorded on this tape "
@@ -307,12 +315,11 @@ ELM_API int elm_tape_backward(elm_tape *tp, const float *x, const float *dy, flo
                              i / ((size_t)m->n_out * T), i / (size_t)m->n_out % T,
                              i % (size_t)m->n_out, (double)dy[i]);
     if (tp->n_threads == 1) {
-        int rc = backward(tp, x, T, dy, dx);
+        int rc = backward(tp, T, dy, dx);
         if (rc != ELM_OK) return rc;
         for (size_t i = 0; i < m->n_params; i++) grad[i] += tp->gbuf[i];
         return ELM_OK;
     }
-    tp->run_x = x;
     tp->run_dy = dy;
     tp->run_dx = dx;
     tp->run_T = T;

@@ -195,6 +195,27 @@ int elm__drive_scan(const float *x, int n, const int32_t *ptr, const int32_t *tg
  * checked to lie in [0, n_in). */
 void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
                        const int32_t *tgt, const float *w, float *d);
+/* A forward's input: dense rows of x, or events in CSR form. Row r is
+ * stream b at step t, r = b * T + t as in x (B, T, n_in), unless tmajor
+ * is set (the tape's own recorded events: r = t * tmajor + b). Offsets
+ * index ch and val directly, so they need not start at 0; events are
+ * checked (elm__check_events) before anything runs, so only dense input
+ * can fail on the way. */
+typedef struct elm_input {
+    const float *x;     /* (B, T, n_in), or NULL for events */
+    const int64_t *off; /* (rows + 1) event offsets into ch and val */
+    const int32_t *ch;  /* channels in [0, n_in) */
+    const float *val;   /* values, or NULL: every event is 1 */
+    size_t tmajor;      /* 0: rows stream-major; else B of time-major rows */
+} elm_input;
+/* d (n_trace) = the drive of input row r; the index of the first
+ * non-finite input of a dense row, or -1. */
+int elm__input_drive(const elm_model *m, const elm_input *in, size_t r, float *d);
+/* Event input for `rows` rows of T steps each (row r = stream r / T at
+ * step r % T): offsets >= 0 and non-decreasing, channels in [0, n_in),
+ * values finite; the message names `fn`, the stream, step and event. */
+int elm__check_events(const char *fn, const elm_model *m, size_t rows, size_t T,
+                      const int64_t *off, const int32_t *ch, const float *val);
 /* c (n_b) = branch input from a trace row. */
 void elm__branch_input(const elm_model *m, const float *trace, float *c);
 /* rows of y (rows, n) = bias (n) */

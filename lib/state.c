@@ -227,21 +227,13 @@ static void syn_update(const elm_model *m, float *syn, const float *x) {
 }
 
 
-/* A step's or a sequence's input: dense rows of x, or events in CSR form.
- * Row r is stream b at step t, r = b * T + t, as in x (B, T, n_in).
- * Events are checked before anything runs (check_events), so only dense
- * input can fail inside a group. Offsets index ch and val directly, so
- * they need not start at 0. */
-typedef struct input {
-    const float *x;     /* (B, T, n_in), or NULL for events */
-    const int64_t *off; /* (B * T + 1) event offsets into ch and val */
-    const int32_t *ch;  /* (off[B * T]) channels in [0, n_in) */
-    const float *val;   /* (off[B * T]) values, or NULL: every event is 1 */
-} input;
+typedef elm_input input;
 
-/* d (n_trace) = the drive of input row r; the index of the first
- * non-finite input of a dense row, or -1. */
 static int input_drive(const elm_model *m, const input *in, size_t r, float *d) {
+    return elm__input_drive(m, in, r, d);
+}
+
+int elm__input_drive(const elm_model *m, const elm_input *in, size_t r, float *d) {
     if (in->x) return elm__drive_row(m, in->x + r * (size_t)m->n_in, d, NULL);
     memset(d, 0, (size_t)m->n_trace * sizeof *d);
     int64_t a = in->off[r], b = in->off[r + 1];
@@ -624,11 +616,8 @@ ELM_API int elm_state_forward(elm_state *s, const float *x, size_t T, float *y) 
     return elm_state_forward_traced(s, x, T, y, NULL, NULL, NULL);
 }
 
-/* Event input for `rows` rows of T steps each (row r = stream r / T at
- * step r % T): everything is checked before the state is touched, so an
- * event call either runs whole or changes nothing. */
-static int check_events(const char *fn, const elm_model *m, size_t rows, size_t T,
-                        const int64_t *off, const int32_t *ch, const float *val) {
+int elm__check_events(const char *fn, const elm_model *m, size_t rows, size_t T,
+                      const int64_t *off, const int32_t *ch, const float *val) {
     if (!off) return elm__fail(ELM_E_NULL, "%s: offsets is NULL", fn);
     if (off[0] < 0) return elm__fail(ELM_E_INVALID, "%s: offsets[0] = %lld is negative", fn, (long long)off[0]);
     for (size_t r = 0; r < rows; r++)
@@ -659,7 +648,7 @@ ELM_API int elm_state_step_events(elm_state *s, const int64_t *offsets, const in
     static const char fn[] = "elm_state_step_events";
     if (!s) return elm__fail(ELM_E_NULL, "%s: state is NULL", fn);
     int rc = check_layout(s, fn);
-    if (!rc) rc = check_events(fn, s->model, (size_t)s->B, 1, offsets, channels, values);
+    if (!rc) rc = elm__check_events(fn, s->model, (size_t)s->B, 1, offsets, channels, values);
     if (rc) return rc;
     const input in = {.off = offsets, .ch = channels, .val = values};
     state_step(s, &in, y); /* events cannot fail once checked */
@@ -676,7 +665,7 @@ ELM_API int elm_state_forward_events(elm_state *s, size_t T, const int64_t *offs
     size_t rows;
     if (!elm__mul_ok(T, (size_t)s->B, &rows) || rows == SIZE_MAX)
         return elm__fail(ELM_E_INVALID, "%s: B * T overflows", fn);
-    if ((rc = check_events(fn, s->model, rows, T, offsets, channels, values))) return rc;
+    if ((rc = elm__check_events(fn, s->model, rows, T, offsets, channels, values))) return rc;
     job j = {.s = s, .in = {.off = offsets, .ch = channels, .val = values}, .y = y, .T = T,
              .forward = true};
     if (s->n_threads == 1)

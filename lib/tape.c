@@ -246,6 +246,23 @@ static int collect_events(elm_tape *tp, const float *xr, size_t *at, size_t *cou
     return ELM_OK;
 }
 
+/* Append the events of an event-input row (offsets a..b) to the scratch
+ * list; values of 0 are kept (the dense path has no such entries, but
+ * they add nothing). */
+static int copy_events(elm_tape *tp, const elm_input *in, size_t row, size_t *at, size_t *count) {
+    int64_t a = in->off[row], k = in->off[row + 1] - a;
+    if (grow_events(&tp->sc_idx, &tp->sc_val, &tp->sc_cap, *at + (size_t)k) != ELM_OK)
+        return ELM_E_NOMEM;
+    memcpy(tp->sc_idx + *at, in->ch + a, (size_t)k * sizeof *tp->sc_idx);
+    if (in->val)
+        memcpy(tp->sc_val + *at, in->val + a, (size_t)k * sizeof *tp->sc_val);
+    else
+        for (int64_t q = 0; q < k; q++) tp->sc_val[*at + (size_t)q] = 1.0f;
+    *at += (size_t)k;
+    *count = (size_t)k;
+    return ELM_OK;
+}
+
 /* The events of the segment's rows, collected stream by stream into the
  * scratch list (counts in ev_ptr[r + 1]), placed in time-major row order
  * r = t B + b, the order the backward reads them. */
@@ -265,7 +282,7 @@ static int place_events(elm_tape *tp, size_t t0, int n) {
     return ELM_OK;
 }
 
-int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0, int n,
+int elm__tape_segment_forward(elm_tape *tp, const elm_input *in, size_t T, size_t t0, int n,
                               size_t r0, float *y, bool record_events) {
     const elm_model *m = tp->model;
     int B = tp->B, nt = m->n_trace, nb = m->n_b, nm = m->n_m, H = m->H, L = m->L;
@@ -287,24 +304,33 @@ int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0,
     int lim = n, bad_b = -1, bad_i = -1;
     size_t at = 0;
     for (int b = 0; b < B; b++) {
-        const float *xb = x + ((size_t)b * T + t0) * (size_t)m->n_in;
         for (int t = 0; t < lim; t++) {
-            const float *xr = xb + (size_t)t * m->n_in;
-            int bad = elm__drive_row(m, xr, D + ((size_t)t * B + b) * nt, tp->blk);
-            if (bad >= 0) {
-                lim = t;
-                bad_b = b;
-                bad_i = bad;
-                break;
+            size_t tt = t0 + (size_t)t, *count = &tp->ev_ptr[tt * B + b + 1];
+            float *d = D + ((size_t)t * B + b) * nt;
+            int rc = ELM_OK;
+            if (in->x) {
+                /* dense: the scan also finds the blocks the events come from */
+                const float *xr = in->x + ((size_t)b * T + tt) * (size_t)m->n_in;
+                int bad = elm__drive_row(m, xr, d, tp->blk);
+                if (bad >= 0) {
+                    lim = t;
+                    bad_b = b;
+                    bad_i = bad;
+                    break;
+                }
+                if (record_events) rc = collect_events(tp, xr, &at, count);
+            } else {
+                size_t row = in->tmajor ? tt * in->tmajor + (size_t)b : (size_t)b * T + tt;
+                elm__input_drive(m, in, row, d);
+                if (record_events) rc = copy_events(tp, in, row, &at, count);
             }
-            if (record_events &&
-                collect_events(tp, xr, &at, &tp->ev_ptr[(t0 + (size_t)t) * B + b + 1]) != ELM_OK)
+            if (rc != ELM_OK)
                 return elm__fail(ELM_E_NOMEM, "elm_tape_forward: out of memory for the input "
                                               "events");
         }
     }
     if (bad_b >= 0) {
-        const float *xr = x + ((size_t)bad_b * T + t0 + (size_t)lim) * (size_t)m->n_in;
+        const float *xr = in->x + ((size_t)bad_b * T + t0 + (size_t)lim) * (size_t)m->n_in;
         return elm__fail(ELM_E_NONFINITE, "elm_tape_forward: x[%d, %zu, %d] is %g",
                          tp->b_off + bad_b, t0 + (size_t)lim, bad_i, (double)xr[bad_i]);
     }
@@ -390,7 +416,7 @@ static void readout(elm_tape *tp, size_t T, float *y) {
  * the default mode. Checkpointing writes its output to ybuf, which the
  * caller copies to y after success: a non-finite x then leaves y untouched
  * without a separate pass over x (the drive scan checks every element). */
-static int record(elm_tape *tp, const float *x, size_t T, float *y) {
+static int record(elm_tape *tp, const elm_input *in, size_t T, float *y) {
     const elm_model *m = tp->model;
     memset(tp->trace, 0, (size_t)tp->B * m->n_s * sizeof(float));
     memset(tp->mem, 0, (size_t)tp->B * m->n_m * sizeof(float));
@@ -400,7 +426,7 @@ static int record(elm_tape *tp, const float *x, size_t T, float *y) {
         size_t t0 = seg * S;
         int n = T - t0 < S ? (int)(T - t0) : (int)S;
         if (tp->ckpt) save_boundary(tp, seg);
-        int rc = elm__tape_segment_forward(tp, x, T, t0, n, tp->ckpt ? 0 : t0,
+        int rc = elm__tape_segment_forward(tp, in, T, t0, n, tp->ckpt ? 0 : t0,
                                            tp->ckpt && y ? tp->ybuf : NULL, true);
         if (rc != ELM_OK) return rc;
     }
@@ -427,7 +453,12 @@ static void group_record(void *ctx, int part, int n_parts) {
     const elm_model *m = tp->model;
     size_t T = tp->run_T;
     g->T = 0;
-    int rc = record(g, tp->run_x + (size_t)g->b_off * T * m->n_in, T, tp->run_y);
+    /* the group's streams: dense rows from its first stream on; event
+     * offsets index the whole batch's arrays, so only they move */
+    elm_input in = tp->run_in;
+    if (in.x) in.x += (size_t)g->b_off * T * m->n_in;
+    else in.off += (size_t)g->b_off * T;
+    int rc = record(g, &in, T, tp->run_y);
     if (rc == ELM_OK) g->T = T;
     group_result(g, rc);
 }
@@ -442,18 +473,22 @@ static void group_readout(void *ctx, int part, int n_parts) {
         readout(g, tp->run_T, y);
 }
 
-ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
-    if (!tp || !x) return elm__fail(ELM_E_NULL, "elm_tape_forward: NULL argument");
+/* The checks every forward shares: layout and T. */
+static int forward_checks(const elm_tape *tp, size_t T, const char *fn) {
     const elm_model *m = tp->model;
     if (tp->layout_gen != m->layout_gen)
-        return elm__fail(ELM_E_INVALID, "elm_tape_forward: the model's trace layout changed "
-                                        "since this tape was created; create a new tape");
+        return elm__fail(ELM_E_INVALID, "%s: the model's trace layout changed "
+                                        "since this tape was created; create a new tape", fn);
     if (T == 0 || T > tp->T_max)
-        return elm__fail(ELM_E_SHAPE, "elm_tape_forward: T = %zu outside [1, T_max = %zu]", T,
-                         tp->T_max);
+        return elm__fail(ELM_E_SHAPE, "%s: T = %zu outside [1, T_max = %zu]", fn, T, tp->T_max);
+    return ELM_OK;
+}
+
+static int forward(elm_tape *tp, const elm_input *in, size_t T, float *y) {
+    const elm_model *m = tp->model;
     tp->T = 0;
     if (tp->n_threads > 1) {
-        tp->run_x = x;
+        tp->run_in = *in;
         tp->run_y = y;
         tp->run_T = T;
         elm__pool_run(tp->pool, group_record, tp);
@@ -462,7 +497,7 @@ ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
         /* y is written only once every group succeeded */
         if (y) elm__pool_run(tp->pool, group_readout, tp);
     } else {
-        int rc = record(tp, x, T, y);
+        int rc = record(tp, in, T, y);
         if (rc != ELM_OK) return rc;
         if (tp->ckpt && y)
             memcpy(y, tp->ybuf, (size_t)tp->B * T * m->n_out * sizeof *y);
@@ -471,6 +506,27 @@ ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
     }
     tp->T = T;
     return ELM_OK;
+}
+
+ELM_API int elm_tape_forward(elm_tape *tp, const float *x, size_t T, float *y) {
+    if (!tp || !x) return elm__fail(ELM_E_NULL, "elm_tape_forward: NULL argument");
+    int rc = forward_checks(tp, T, "elm_tape_forward");
+    if (rc != ELM_OK) return rc;
+    const elm_input in = {.x = x};
+    return forward(tp, &in, T, y);
+}
+
+ELM_API int elm_tape_forward_events(elm_tape *tp, size_t T, const int64_t *offsets,
+                                    const int32_t *channels, const float *values, float *y) {
+    static const char fn[] = "elm_tape_forward_events";
+    if (!tp) return elm__fail(ELM_E_NULL, "%s: tape is NULL", fn);
+    int rc = forward_checks(tp, T, fn);
+    if (rc != ELM_OK) return rc;
+    /* T <= T_max and B are bounded at creation, so B T + 1 does not overflow */
+    rc = elm__check_events(fn, tp->model, (size_t)tp->B * T, T, offsets, channels, values);
+    if (rc != ELM_OK) return rc; /* checked first: the last forward's record stands */
+    const elm_input in = {.off = offsets, .ch = channels, .val = values};
+    return forward(tp, &in, T, y);
 }
 
 /* Replace the groups: n contiguous groups of B / n streams (the first

@@ -95,7 +95,8 @@ struct elm_tape {
     elm_tape **sub;     /* (n_threads) when n_threads > 1 */
     elm__pool *pool;
     /* one pool run's arguments (parent) and result (group) */
-    const float *run_x, *run_dy;
+    elm_input run_in;   /* the forward's input, the whole batch's */
+    const float *run_dy;
     float *run_y, *run_dx;
     size_t run_T;
     int run_rc;
@@ -110,7 +111,7 @@ void elm__tape_memory_backward(int B, int n, const float *gm, const float *z, co
 /* Forward of steps [t0, t0 + n) recording at record step r0; y (B, T,
  * n_out) gets the outputs unless NULL; record_events appends the input
  * events of these rows (rows must come in order). */
-int elm__tape_segment_forward(elm_tape *tp, const float *x, size_t T, size_t t0, int n,
+int elm__tape_segment_forward(elm_tape *tp, const elm_input *in, size_t T, size_t t0, int n,
                               size_t r0, float *y, bool record_events);
 /* Record pointers at record step r: (B, width) rows. */
 static inline float *elm__rec(float *base, size_t r, int B, int width) {

@@ -73,6 +73,7 @@ ELM_API void elm_trainer_free(elm_trainer *tr) {
     elm_tape_free(tr->tape);
     elm_state_free(tr->eval);
     free(tr->xd); free(tr->y); free(tr->dy); free(tr->grad); free(tr->best);
+    free(tr->ev_off); free(tr->ev_val);
     free(tr->bx); free(tr->bt); free(tr->bl); free(tr->blen);
     free(tr->sc); free(tr->tr);
     free(tr->ckpt_path);
@@ -140,17 +141,22 @@ ELM_API int elm_trainer_shape(const elm_trainer *tr, size_t *B, size_t *T_max) {
     return ELM_OK;
 }
 
+/* The dropout generator, seeded at its first use; p as a 53-bit
+ * threshold: an element is dropped iff a uniform draw < p. */
+static uint64_t dropout_threshold(elm_trainer *tr, double p) {
+    if (!tr->rng_seeded) {
+        elm__rng_seed(&tr->rng, (uint64_t)tr->opt_v[ELM_TRAIN_SEED] ^ 0x64726F706F7574ull);
+        tr->rng_seeded = true;
+    }
+    return (uint64_t)(p * 9007199254740992.0);
+}
+
 /* x with each non-zero element zeroed with probability p (zeros stay zero:
  * drawing only for non-zeros keeps sparse input cheap, and the stream is
  * still a function of the seed and the data). */
 static const float *dropout(elm_trainer *tr, const float *x, size_t n, double p) {
     if (p <= 0) return x;
-    if (!tr->rng_seeded) {
-        elm__rng_seed(&tr->rng, (uint64_t)tr->opt_v[ELM_TRAIN_SEED] ^ 0x64726F706F7574ull);
-        tr->rng_seeded = true;
-    }
-    /* p as a 53-bit threshold: element kept iff a uniform draw >= p */
-    uint64_t thr = (uint64_t)(p * 9007199254740992.0);
+    uint64_t thr = dropout_threshold(tr, p);
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         if (v != 0.0f && (elm__rng_next(&tr->rng) >> 11) < thr) v = 0.0f;
@@ -159,22 +165,54 @@ static const float *dropout(elm_trainer *tr, const float *x, size_t n, double p)
     return tr->xd;
 }
 
-ELM_API int elm_trainer_step(elm_trainer *tr, const float *x, size_t T, const float *target,
-                             const int32_t *labels, const int64_t *lengths, double *loss) {
-    if (!tr || !x) return elm__fail(ELM_E_NULL, "elm_trainer_step: NULL argument");
-    if (T == 0 || T > tr->T_max)
-        return elm__fail(ELM_E_SHAPE, "elm_trainer_step: T = %zu outside [1, T_max = %zu]", T,
-                         tr->T_max);
+/* The same for checked events of `rows` rows: one draw per non-zero event
+ * in row order, then channel order as given, which for increasing channels
+ * is the order of the dense x, so both paths drop the same inputs. The
+ * result is in tr->ev_off / tr->ev_val (offsets rebased to 0). */
+static int dropout_events(elm_trainer *tr, elm_input *in, size_t rows, double p) {
+    if (p <= 0) return ELM_OK;
+    int64_t base = in->off[0];
+    size_t n = (size_t)(in->off[rows] - base);
+    if (!tr->ev_off && !(tr->ev_off = malloc((tr->B * tr->T_max + 1) * sizeof *tr->ev_off)))
+        return elm__fail(ELM_E_NOMEM, "elm_trainer_step_events: out of memory");
+    if (n > tr->ev_cap) {
+        float *v = realloc(tr->ev_val, n * sizeof *v);
+        if (!v) return elm__fail(ELM_E_NOMEM, "elm_trainer_step_events: out of memory");
+        tr->ev_val = v;
+        tr->ev_cap = n;
+    }
+    uint64_t thr = dropout_threshold(tr, p);
+    for (size_t r = 0; r <= rows; r++) tr->ev_off[r] = in->off[r] - base;
+    for (size_t k = 0; k < n; k++) {
+        float v = in->val ? in->val[(size_t)base + k] : 1.0f;
+        if (v != 0.0f && (elm__rng_next(&tr->rng) >> 11) < thr) v = 0.0f;
+        tr->ev_val[k] = v;
+    }
+    in->off = tr->ev_off;
+    in->ch += base;
+    in->val = tr->ev_val;
+    return ELM_OK;
+}
+
+/* One step from dense or checked event input. */
+static int train_step(elm_trainer *tr, elm_input in, size_t T, const float *target,
+                      const int32_t *labels, const int64_t *lengths, double *loss) {
     uint64_t step = elm_optimizer_steps(tr->opt) + 1;
-    const float *xin = dropout(tr, x, tr->B * T * tr->n_in, tr->opt_v[ELM_TRAIN_DROPOUT]);
-    int rc = elm_tape_forward(tr->tape, xin, T, tr->y);
+    double p = tr->opt_v[ELM_TRAIN_DROPOUT];
+    int rc;
+    if (in.x) {
+        rc = elm_tape_forward(tr->tape, dropout(tr, in.x, tr->B * T * tr->n_in, p), T, tr->y);
+    } else {
+        rc = dropout_events(tr, &in, tr->B * T, p);
+        if (!rc) rc = elm_tape_forward_events(tr->tape, T, in.off, in.ch, in.val, tr->y);
+    }
     if (rc) return rc;
     double L;
     rc = elm_loss_compute(tr->loss, tr->y, tr->B, T, target, labels, lengths, &L, tr->dy);
     if (rc == ELM_OK && !isfinite(L)) rc = ELM_E_NONFINITE;
     if (rc == ELM_OK) {
         memset(tr->grad, 0, tr->n_params * sizeof(float));
-        rc = elm_tape_backward(tr->tape, xin, tr->dy, tr->grad, NULL);
+        rc = elm_tape_backward(tr->tape, NULL, tr->dy, tr->grad, NULL);
         if (rc == ELM_OK) rc = elm_optimizer_step(tr->opt, tr->grad, NULL);
     }
     if (rc == ELM_E_NONFINITE) {
@@ -195,6 +233,33 @@ ELM_API int elm_trainer_step(elm_trainer *tr, const float *x, size_t T, const fl
     tr->metric[ELM_METRIC_LAST_LOSS] = L;
     if (loss) *loss = L;
     return ELM_OK;
+}
+
+static int step_shape(const elm_trainer *tr, size_t T, const char *fn) {
+    if (T == 0 || T > tr->T_max)
+        return elm__fail(ELM_E_SHAPE, "%s: T = %zu outside [1, T_max = %zu]", fn, T, tr->T_max);
+    return ELM_OK;
+}
+
+ELM_API int elm_trainer_step(elm_trainer *tr, const float *x, size_t T, const float *target,
+                             const int32_t *labels, const int64_t *lengths, double *loss) {
+    if (!tr || !x) return elm__fail(ELM_E_NULL, "elm_trainer_step: NULL argument");
+    int rc = step_shape(tr, T, "elm_trainer_step");
+    if (rc) return rc;
+    return train_step(tr, (elm_input){.x = x}, T, target, labels, lengths, loss);
+}
+
+ELM_API int elm_trainer_step_events(elm_trainer *tr, size_t T, const int64_t *offsets,
+                                    const int32_t *channels, const float *values,
+                                    const float *target, const int32_t *labels,
+                                    const int64_t *lengths, double *loss) {
+    static const char fn[] = "elm_trainer_step_events";
+    if (!tr) return elm__fail(ELM_E_NULL, "%s: trainer is NULL", fn);
+    int rc = step_shape(tr, T, fn);
+    if (!rc) rc = elm__check_events(fn, tr->model, tr->B * T, T, offsets, channels, values);
+    if (rc) return rc;
+    return train_step(tr, (elm_input){.off = offsets, .ch = channels, .val = values}, T, target,
+                      labels, lengths, loss);
 }
 
 /* Batch buffers for a dataset's shapes. */

@@ -29,6 +29,11 @@ struct elm_trainer {
     elm_rng rng; /* dropout */
     bool rng_seeded;
     float *xd;   /* (B, T_max, n_in) input after dropout */
+    /* event input after dropout (elm_trainer_step_events): offsets rebased
+     * to 0 and the kept values; grown to the largest batch seen */
+    int64_t *ev_off; /* (B T_max + 1) */
+    float *ev_val;
+    size_t ev_cap;
     float *y;    /* (B, T_max, n_out) */
     float *dy;   /* (B, T_max, n_out) */
     float *grad; /* (n_params) */

@@ -393,3 +393,31 @@ void assert_close_f(const float *a, const float *b, size_t n, double tol, const 
         fail_msg("%s: element %zu differs: %.9g vs %.9g (scaled error %.3g > %.3g)", what, at,
                  (double)a[at], (double)b[at], worst, tol);
 }
+
+csr csr_from_dense(const float *x, size_t rows, int n_in, int order) {
+    size_t nnz = 0;
+    for (size_t i = 0; i < rows * (size_t)n_in; i++) nnz += x[i] != 0.0f;
+    if (order == CSR_SPLIT) nnz *= 2;
+    csr c = {malloc((rows + 1) * sizeof(int64_t)), malloc((nnz + 1) * sizeof(int32_t)),
+             malloc((nnz + 1) * sizeof(float))};
+    int64_t e = 0;
+    c.off[0] = 0;
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * (size_t)n_in;
+        for (int pass = 0; pass < (order == CSR_SPLIT ? 2 : 1); pass++)
+            for (int q = 0; q < n_in; q++) {
+                int i = order == CSR_REVERSED ? n_in - 1 - q : q;
+                if (row[i] == 0.0f) continue;
+                c.ch[e] = i;
+                c.val[e++] = order == CSR_SPLIT ? row[i] * 0.5f : row[i];
+            }
+        c.off[r + 1] = e;
+    }
+    return c;
+}
+
+void csr_free(csr *c) {
+    free(c->off);
+    free(c->ch);
+    free(c->val);
+}

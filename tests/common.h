@@ -43,6 +43,19 @@ void naive_forward(const elm_model *m, const float *x, size_t B, size_t T, doubl
  * element; the message names `what`, the worst element and both values. */
 void assert_close_f(const float *a, const float *b, size_t n, double tol, const char *what);
 
+/* Dense rows x (rows, n_in) as CSR events (the input of the *_events
+ * calls): CSR_INCREASING lists each row's non-zeros by channel,
+ * CSR_REVERSED backwards, CSR_SPLIT twice as two halves (exact in float),
+ * the second halves after all the first. malloc'd; free with csr_free. */
+typedef struct csr {
+    int64_t *off; /* (rows + 1) */
+    int32_t *ch;  /* (nnz) */
+    float *val;   /* (nnz) */
+} csr;
+enum { CSR_INCREASING, CSR_REVERSED, CSR_SPLIT };
+csr csr_from_dense(const float *x, size_t rows, int n_in, int order);
+void csr_free(csr *c);
+
 /* Fill with uniform values in [lo, hi) from a simple seeded generator. */
 void fill_uniform(float *a, size_t n, float lo, float hi, uint64_t *seed);
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 CASES = ["neuronio_stream", "neuronio_forward", "neuronio_stream_events",
-         "neuronio_forward_events", "neuronio_train",
+         "neuronio_forward_events", "neuronio_train", "neuronio_train_events",
          "shd_dt10_forward", "shd_dt10_train", "shd_dt2_forward", "shd_dt2_train",
          "lra_forward", "lra_train", "lra_train_checkpoint"]
 POSITIVE = ["sample_steps_per_s", "us_per_step", "seconds_per_call", "seconds_min",

@@ -16,41 +16,6 @@
 
 #include "common.h"
 
-/* CSR events of dense rows x (rows, n_in). */
-typedef struct csr {
-    int64_t *off;  /* (rows + 1) */
-    int32_t *ch;   /* (nnz) */
-    float *val;    /* (nnz) */
-} csr;
-
-enum { ORDER_INCREASING, ORDER_REVERSED, ORDER_SPLIT };
-
-/* ORDER_SPLIT writes every non-zero twice, as two halves (exact in float),
- * the second half of each row after all the first halves. */
-static csr to_csr(const float *x, size_t rows, int n_in, int order) {
-    size_t nnz = 0;
-    for (size_t i = 0; i < rows * (size_t)n_in; i++) nnz += x[i] != 0.0f;
-    if (order == ORDER_SPLIT) nnz *= 2;
-    csr c = {malloc((rows + 1) * sizeof(int64_t)), malloc((nnz + 1) * sizeof(int32_t)),
-             malloc((nnz + 1) * sizeof(float))};
-    int64_t e = 0;
-    c.off[0] = 0;
-    for (size_t r = 0; r < rows; r++) {
-        const float *row = x + r * (size_t)n_in;
-        for (int pass = 0; pass < (order == ORDER_SPLIT ? 2 : 1); pass++)
-            for (int q = 0; q < n_in; q++) {
-                int i = order == ORDER_REVERSED ? n_in - 1 - q : q;
-                if (row[i] == 0.0f) continue;
-                c.ch[e] = i;
-                c.val[e++] = order == ORDER_SPLIT ? row[i] * 0.5f : row[i];
-            }
-        c.off[r + 1] = e;
-    }
-    return c;
-}
-
-static void csr_free(csr *c) { free(c->off); free(c->ch); free(c->val); }
-
 /* 16 streams and a chunk boundary inside T; both the BLIS and the
  * small-kernel products run. */
 static const spec base = {ELM_V1, ELM_SILU, 40, 3, 12, 1, 20, 8, 10, ELM_ROUTING_NEURONIO, 1.0, 1.0,
@@ -65,7 +30,7 @@ static void compare_paths(const spec *p, uint64_t seed, int order, int n, double
     float *x = make_input(p, seed + 1);
     size_t B = p->B, T = p->T, n_in = (size_t)p->n_in, n_out = (size_t)p->n_out, per;
     elm_model_size(m, ELM_SIZE_STATE, &per);
-    csr seq = to_csr(x, B * T, p->n_in, order);
+    csr seq = csr_from_dense(x, B * T, p->n_in, order);
     float *y[2], *ys[2], *st[2];
     float *row = malloc(B * n_in * 4);
     for (int path = 0; path < 2; path++) {
@@ -84,7 +49,7 @@ static void compare_paths(const spec *p, uint64_t seed, int order, int n, double
             if (path == 0) {
                 assert_int_equal(elm_state_step(s, row, ys[0] + t * B * n_out), ELM_OK);
             } else {
-                csr one = to_csr(row, B, p->n_in, order);
+                csr one = csr_from_dense(row, B, p->n_in, order);
                 assert_int_equal(elm_state_step_events(s, one.off, one.ch, one.val,
                                                        ys[1] + t * B * n_out), ELM_OK);
                 csr_free(&one);
@@ -111,7 +76,7 @@ static void compare_paths(const spec *p, uint64_t seed, int order, int n, double
 
 static void test_bits_v1_collapsed(void **st) {
     (void)st;
-    for (int n = 1; n <= 3; n++) compare_paths(&base, 1, ORDER_INCREASING, n, 0);
+    for (int n = 1; n <= 3; n++) compare_paths(&base, 1, CSR_INCREASING, n, 0);
 }
 
 static void test_bits_v1_per_synapse(void **st) {
@@ -119,16 +84,16 @@ static void test_bits_v1_per_synapse(void **st) {
     spec p = base;
     p.spread_tau = true;
     p.act = ELM_RELU;
-    compare_paths(&p, 3, ORDER_INCREASING, 1, 0);
-    compare_paths(&p, 3, ORDER_INCREASING, 4, 0);
+    compare_paths(&p, 3, CSR_INCREASING, 1, 0);
+    compare_paths(&p, 3, CSR_INCREASING, 4, 0);
 }
 
 static void test_bits_v2_deep_long(void **st) {
     (void)st;
     spec p = base;
     p.version = ELM_V2; p.L = 2; p.H = 24; p.B = 13; p.T = 700; /* T > one chunk */
-    compare_paths(&p, 5, ORDER_INCREASING, 1, 0);
-    compare_paths(&p, 5, ORDER_INCREASING, 2, 0);
+    compare_paths(&p, 5, CSR_INCREASING, 1, 0);
+    compare_paths(&p, 5, CSR_INCREASING, 2, 0);
 }
 
 /* One stream takes the fused B = 1 step kernels. */
@@ -136,16 +101,16 @@ static void test_bits_one_stream(void **st) {
     (void)st;
     spec p = base;
     p.B = 1;
-    compare_paths(&p, 7, ORDER_INCREASING, 1, 0);
+    compare_paths(&p, 7, CSR_INCREASING, 1, 0);
 }
 
 static void test_any_order_and_repeats(void **st) {
     (void)st;
-    compare_paths(&base, 9, ORDER_REVERSED, 1, 1e-5);
-    compare_paths(&base, 9, ORDER_SPLIT, 2, 1e-5);
+    compare_paths(&base, 9, CSR_REVERSED, 1, 1e-5);
+    compare_paths(&base, 9, CSR_SPLIT, 2, 1e-5);
     spec p = base;
     p.version = ELM_V2;
-    compare_paths(&p, 11, ORDER_SPLIT, 1, 1e-5);
+    compare_paths(&p, 11, CSR_SPLIT, 1, 1e-5);
 }
 
 /* values = NULL means every event is 1: the same as dense spikes. */
@@ -157,7 +122,7 @@ static void test_null_values_are_spikes(void **st) {
     float *x = make_input(&p, 14);
     size_t rows = p.B * p.T, n = rows * (size_t)p.n_in, nout = rows * (size_t)p.n_out;
     for (size_t i = 0; i < n; i++) x[i] = x[i] != 0.0f ? 1.0f : 0.0f;
-    csr c = to_csr(x, rows, p.n_in, ORDER_INCREASING);
+    csr c = csr_from_dense(x, rows, p.n_in, CSR_INCREASING);
     float *y0 = malloc(nout * 4), *y1 = malloc(nout * 4);
     elm_state *s;
     assert_int_equal(elm_state_create(m, p.B, &s), ELM_OK);
@@ -182,7 +147,7 @@ static void test_step_through_recording(void **st) {
     p.B = 1; p.T = 60;
     elm_model *m = make_model(&p, 19);
     float *x = make_input(&p, 20);
-    csr c = to_csr(x, p.T, p.n_in, ORDER_INCREASING);
+    csr c = csr_from_dense(x, p.T, p.n_in, CSR_INCREASING);
     assert_true(c.off[30] > 0);
     float y0[3], y1[3];
     elm_state *s0, *s1;

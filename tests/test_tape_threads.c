@@ -174,15 +174,22 @@ static void test_worker_errors(void **st) {
         assert_int_equal(elm_tape_backward(tp, x, g, grad, NULL), ELM_E_INVALID);
         elm_tape_free(tp);
     }
-    /* checkpointing re-reads x in the backward: a change there is caught */
+    /* checkpointing recomputes its segments from the events it recorded,
+     * not from x: a change of x after the forward changes nothing */
     x[at] = 0.5f;
     elm_tape *tp;
     assert_int_equal(elm_tape_create(m, p->B, p->T, ELM_TAPE_CHECKPOINT, &tp), ELM_OK);
     assert_int_equal(elm_tape_set_threads(tp, 2), ELM_OK);
     assert_int_equal(elm_tape_forward(tp, x, p->T, y), ELM_OK);
+    for (size_t i = 0; i < ny; i++) g[i] = (float)(i % 7) * 0.1f - 0.3f;
+    float *ref = calloc(np, 4);
+    assert_int_equal(elm_tape_backward(tp, x, g, ref, NULL), ELM_OK);
     x[at] = INFINITY;
-    assert_int_equal(elm_tape_backward(tp, x, g, grad, NULL), ELM_E_NONFINITE);
-    if (!strstr(elm_last_error(), "x[8, 17, 3]")) fail_msg("message: %s", elm_last_error());
+    x[at + 1] = 3.0f;
+    memset(grad, 0, np * 4);
+    assert_int_equal(elm_tape_backward(tp, x, g, grad, NULL), ELM_OK);
+    assert_memory_equal(grad, ref, np * 4);
+    free(ref);
     g[5] = NAN;
     assert_int_equal(elm_tape_backward(tp, x, g, grad, NULL), ELM_E_NONFINITE);
     elm_tape_free(tp);

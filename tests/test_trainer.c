@@ -292,6 +292,51 @@ static int record(void *user, const elm_trainer *tr, int event) {
     return c->stop_after_epochs && c->epochs >= c->stop_after_epochs;
 }
 
+/* Steps from events train exactly as steps from the dense batches: same
+ * dropout draws, same losses, same parameters after every step, on one
+ * and two threads; a refused batch changes nothing. */
+static void test_step_events_matches_dense(void **st) {
+    (void)st;
+    const size_t B = 8, T = 30;
+    for (int threads = 1; threads <= 2; threads++) {
+        small a, b;
+        small_setup(&a, 11, 0.3, 5);
+        small_setup(&b, 11, 0.3, 5);
+        assert_int_equal(elm_trainer_set(a.tr, ELM_TRAIN_THREADS, threads), ELM_OK);
+        assert_int_equal(elm_trainer_set(b.tr, ELM_TRAIN_THREADS, threads), ELM_OK);
+        size_t n;
+        for (int k = 0; k < 5; k++) {
+            const float *x = a.x + (size_t)k * B * T * RC_IN; /* samples 8k .. 8k + 7 */
+            const int32_t *lb = a.lb + (size_t)k * B;
+            csr c = csr_from_dense(x, B * T, RC_IN, CSR_INCREASING);
+            double la, lb_;
+            assert_int_equal(elm_trainer_step(a.tr, x, T, NULL, lb, NULL, &la), ELM_OK);
+            assert_int_equal(elm_trainer_step_events(b.tr, T, c.off, c.ch, c.val, NULL, lb, NULL,
+                                                     &lb_), ELM_OK);
+            assert_true(la == lb_);
+            const float *pa = params_of(&a, &n), *pb = params_of(&b, &n);
+            assert_memory_equal(pa, pb, n * 4);
+            if (k == 4) {
+                /* refused: channel out of range; the model is unchanged */
+                float *before = malloc(n * 4);
+                memcpy(before, pb, n * 4);
+                c.ch[c.off[B * T] - 1] = RC_IN;
+                assert_int_equal(elm_trainer_step_events(b.tr, T, c.off, c.ch, c.val, NULL, lb,
+                                                         NULL, NULL), ELM_E_INVALID);
+                assert_memory_equal(params_of(&b, &n), before, n * 4);
+                assert_int_equal(elm_trainer_step_events(b.tr, T + 1, c.off, c.ch, c.val, NULL,
+                                                         lb, NULL, NULL), ELM_E_SHAPE);
+                assert_int_equal(elm_trainer_step_events(NULL, T, c.off, c.ch, c.val, NULL, lb,
+                                                         NULL, NULL), ELM_E_NULL);
+                free(before);
+            }
+            csr_free(&c);
+        }
+        small_free(&a);
+        small_free(&b);
+    }
+}
+
 /* ELM_METRIC_BATCH counts the batches of the current epoch (5 of 8 from 40
  * samples), is 0 when an epoch closes, survives an interruption and a
  * checkpoint round trip; elm_trainer_shape gives what the trainer was
@@ -510,6 +555,7 @@ int main(void) {
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_shape_and_batch_metric),
+        cmocka_unit_test(test_step_events_matches_dense),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -155,7 +155,7 @@ def test_bench_quick_prints_json_lines():
     cases = [json.loads(line) for line in r.stdout.splitlines()]
     assert [c["case"] for c in cases] == ["neuronio_stream", "neuronio_forward",
                                           "neuronio_stream_events", "neuronio_forward_events",
-                                          "neuronio_train"]
+                                          "neuronio_train", "neuronio_train_events"]
     for c in cases:
         assert c["sample_steps_per_s"] > 0 and c["us_per_step"] > 0 and c["threads"] == 1
     assert cases[0]["B"] == 1 and cases[1]["B"] == 32

@@ -410,3 +410,18 @@ def has_nonfinite(buf):
     return not all(math.isfinite(v) for v in memoryview(buf.obj).cast("B")
                    .cast(_typecode(buf.dtype)))
 
+
+
+def events(rows, offsets, channels, values):
+    """CSR event input (the ``*_events`` calls) as buffers: offsets
+    (rows + 1,) int64, channels int32, values float32 or None. libelm
+    checks their contents; this makes sure channels and values hold the
+    offsets[-1] entries libelm will read."""
+    off = as_input(offsets, "int64", (rows + 1,), "offsets")
+    n = max(ctypes.c_int64.from_address(off.ptr + 8 * rows).value, 0)  # offsets[-1]
+    ch = as_input(channels if channels is not None else [], "int32", (None,), "channels")
+    val = None if values is None else as_input(values, "float32", (None,), "values")
+    if ch.n < n or (val is not None and val.n < n):
+        raise ValueError("channels and values need offsets[-1] = %d entries, got %d and %s"
+                         % (n, ch.n, "None" if val is None else val.n))
+    return off, ch, val

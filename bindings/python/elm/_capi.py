@@ -419,6 +419,7 @@ PROTOTYPES = {
     "elm_tape_set_threads": (_I, [_vp, c_int]),
     "elm_tape_memory": (_I, [_vp, _szp]),
     "elm_tape_forward": (_I, [_vp, _vp, c_size_t, _vp]),
+    "elm_tape_forward_events": (_I, [_vp, c_size_t, _vp, _vp, _vp, _vp]),
     "elm_tape_backward": (_I, [_vp, _vp, _vp, _vp, _vp]),
     # 7. loss and metrics
     "elm_loss_create": (_I, [c_int, c_size_t, _vpp]),
@@ -483,6 +484,7 @@ PROTOTYPES = {
     "elm_trainer_get": (_I, [_vp, c_int, _dp]),
     "elm_trainer_shape": (_I, [_vp, _szp, _szp]),
     "elm_trainer_step": (_I, [_vp, _vp, c_size_t, _vp, _vp, _vp, _dp]),
+    "elm_trainer_step_events": (_I, [_vp, c_size_t, _vp, _vp, _vp, _vp, _vp, _vp, _dp]),
     "elm_trainer_evaluate": (_I, [_vp, _vp]),
     "elm_trainer_fit": (_I, [_vp, _vp, _vp, PROGRESS_FN, _vp]),
     "elm_trainer_metric": (_I, [_vp, c_int, _dp]),

@@ -887,26 +887,12 @@ class State(Handle):
 
     __call__ = forward
 
-    def _events(self, rows, offsets, channels, values):
-        """The CSR arrays as buffers; libelm checks their contents, this
-        only makes sure channels and values are long enough to read."""
-        off = _b.as_input(offsets, "int64", (rows + 1,), "offsets")
-        n = max(ctypes.c_int64.from_address(off.ptr + 8 * rows).value, 0)  # offsets[-1]
-        ch = _b.as_input(channels if channels is not None else [], "int32", (None,),
-                         "channels")
-        val = (None if values is None
-               else _b.as_input(values, "float32", (None,), "values"))
-        if ch.n < n or (val is not None and val.n < n):
-            raise ValueError("channels and values need offsets[-1] = %d entries, got %d and %s"
-                             % (n, ch.n, "None" if val is None else val.n))
-        return off, ch, val
-
     def step_events(self, offsets, channels, values=None, out=None, use_numpy=None):
         """One step from events: stream b's inputs are channels[k] with
         values[k] (1 when values is None) for k in [offsets[b],
         offsets[b+1]). Returns y (B, n_out). Bad events raise ElmError,
         state unchanged."""
-        off, ch, val = self._events(self._batch, offsets, channels, values)
+        off, ch, val = _b.events(self._batch, offsets, channels, values)
         y, by = _b.output(out, (self._batch, self._n_out), "float32", "out",
                           _b.like_input(offsets, use_numpy))
         check(lib().elm_state_step_events(self._h, off.ptr, ch.ptr,
@@ -921,7 +907,7 @@ class State(Handle):
         T = int(T)
         if T < 0:
             raise ValueError("T must be >= 0")
-        off, ch, val = self._events(self._batch * T, offsets, channels, values)
+        off, ch, val = _b.events(self._batch * T, offsets, channels, values)
         y, by = _b.output(out, (self._batch, T, self._n_out), "float32", "out",
                           _b.like_input(offsets, use_numpy))
         check(lib().elm_state_forward_events(self._h, T, off.ptr, ch.ptr,

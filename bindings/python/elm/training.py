@@ -435,7 +435,7 @@ class Tape(Handle):
         self._n_in = _model_size(handle, _capi.Size.INPUT)
         self._n_out = _model_size(handle, _capi.Size.OUTPUT)
         self._n_params = _model_size(handle, _capi.Size.PARAMS)
-        self._x = None  # the Buf of the last forward's x (the tape reads it)
+        self._T = None  # T of the last recorded forward
 
     def set_threads(self, n):
         """Forward and backward on n threads (1 <= n <= B); the recorded
@@ -459,16 +459,30 @@ class Tape(Handle):
 
     def forward(self, x, out=None):
         """x (B, T, n_in) -> y (B, T, n_out), 1 <= T <= T_max, recorded.
-        The tape keeps a reference to x for :meth:`backward`: do not modify
-        x in between."""
+        The tape records what the backward needs: x may change afterwards."""
         xb = _buffers.as_input(x, "float32", (self.B, None, self._n_in), "x")
         T = xb.shape[1]
         y, yb = _buffers.output(out, (self.B, T, self._n_out), "float32", "out",
                                 _buffers.like_input(x))
-        self._x = None
+        self._T = None
         check(_lib().elm_tape_forward(self._h, xb.ptr, T, yb.ptr),
               "elm_tape_forward")
-        self._x = xb
+        self._T = T
+        return y
+
+    def forward_events(self, T, offsets, channels, values=None, out=None):
+        """The recording forward from event input: row b * T + t of the CSR
+        arrays (offsets (B*T + 1,)) is stream b at step t; values None
+        means every event is 1. Returns y (B, T, n_out). A refused call
+        keeps the last forward's record."""
+        T = int(T)
+        off, ch, val = _buffers.events(self.B * T, offsets, channels, values)
+        y, yb = _buffers.output(out, (self.B, T, self._n_out), "float32", "out",
+                                _buffers.like_input(offsets))
+        check(_lib().elm_tape_forward_events(self._h, T, off.ptr, ch.ptr,
+                                             val.ptr if val is not None else None, yb.ptr),
+              "elm_tape_forward_events")
+        self._T = T
         return y
 
     def backward(self, dy, grad=None, want_dx=False):
@@ -476,9 +490,9 @@ class Tape(Handle):
         Adds dL/dparams into ``grad`` (n_params float32; a new zeroed array
         when None) and returns (grad, dx), dx = dL/dx (B, T, n_in) when
         ``want_dx``, else None. May be called again for another dy."""
-        if self._x is None:
+        if getattr(self, "_T", None) is None:
             raise RuntimeError("Tape.backward needs a forward first")
-        T = self._x.shape[1]
+        T = self._T
         db = _buffers.as_input(dy, "float32", (self.B, T, self._n_out), "dy")
         if grad is None:
             grad = self.new_grad(_buffers.like_input(dy))
@@ -487,7 +501,7 @@ class Tape(Handle):
         if want_dx:
             dx, xb = _buffers.output(None, (self.B, T, self._n_in), "float32", "dx",
                                      _buffers.like_input(dy))
-        check(_lib().elm_tape_backward(self._h, self._x.ptr, db.ptr, gb.ptr,
+        check(_lib().elm_tape_backward(self._h, None, db.ptr, gb.ptr,
                                        xb.ptr if xb else None),
               "elm_tape_backward")
         return grad, dx
@@ -665,6 +679,30 @@ class Trainer(Handle):
                                       lb.ptr if lb else None,
                                       nb.ptr if nb else None, ctypes.byref(loss)),
               "elm_trainer_step")
+        return loss.value
+
+    def step_events(self, T, offsets, channels, values=None, target=None, labels=None,
+                    lengths=None):
+        """One training step on a batch given as events: row b * T + t of
+        the CSR arrays is stream b at step t (see Tape.forward_events).
+        Dropout draws per event in row and channel order, so events with
+        increasing channels train exactly as the dense batch. Returns the
+        batch loss."""
+        B, T = self.batch_size, int(T)
+        off, ch, val = _buffers.events(B * T, offsets, channels, values)
+        tb = _buffers.as_input(target, "float32", (B, T, None), "target") \
+            if target is not None else None
+        lb = _labels(labels, B, T, self.loss.kind == "ce_last") \
+            if labels is not None else None
+        nb = _buffers.as_input(lengths, "int64", (B,), "lengths") \
+            if lengths is not None else None
+        loss = ctypes.c_double()
+        check(_lib().elm_trainer_step_events(self._h, T, off.ptr, ch.ptr,
+                                             val.ptr if val is not None else None,
+                                             tb.ptr if tb else None,
+                                             lb.ptr if lb else None,
+                                             nb.ptr if nb else None, ctypes.byref(loss)),
+              "elm_trainer_step_events")
         return loss.value
 
     def step_batch(self, batch):
