@@ -526,6 +526,28 @@ def test_state_step_forward_reset_get_set(E, model):
         model.state(0)
 
 
+def test_key_tables_agree_with_libelm(E, capi):
+    """The binding's key tables (integer, bool, enum keys and enum names)
+    say what libelm's own tables say (elm_param_type, elm_param_value_name)."""
+    from elm import core
+    lib = capi.lib()
+    for p in core.Param:
+        t = ctypes.c_int()
+        assert lib.elm_param_type(int(p), ctypes.byref(t)) == 0
+        want = ("enum" if p in core._ENUM_KEYS else "bool" if p in core._BOOL_KEYS
+                else "integer" if p in core._INT_KEYS else "number")
+        assert {1: "number", 2: "integer", 3: "bool", 4: "enum"}[t.value] == want, p
+        if p in core._ENUM_NAMES:
+            for name, value in core._ENUM_NAMES[p].items():
+                assert lib.elm_param_value_name(int(p), int(value)).decode() == name
+    # the official spelling goes through libelm's table
+    cfg = E.Config(num_input=4, num_output=1, input_to_synapse_routing="random_routing",
+                   num_branch=4)
+    assert cfg["input_to_synapse_routing"] == capi.Routing.RANDOM
+    with pytest.raises(ValueError, match="not one of"):
+        E.Config(num_input=4, num_output=1, mlp_activation="tanh")
+
+
 def _to_events(x):
     """Dense rows (R, n_in) -> CSR offsets, channels, values."""
     rows, cols = np.nonzero(x)

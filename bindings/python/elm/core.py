@@ -179,11 +179,15 @@ def param_name(key):
 
 def _encode_value(key, value):
     if key in _ENUM_NAMES and isinstance(value, str):
-        try:
+        if value.lower() in _ENUM_NAMES[key]:
             return float(_ENUM_NAMES[key][value.lower()])
-        except KeyError:
-            raise ValueError("%s: %r is not one of %s" % (
-                param_name(key), value, ", ".join(_ENUM_NAMES[key]))) from None
+        # libelm's own table also knows the official spellings
+        # ("neuronio_routing"): elm_param_value_from_name
+        v = ctypes.c_int()
+        if lib().elm_param_value_from_name(int(key), value.encode(), ctypes.byref(v)) == 0:
+            return float(v.value)
+        raise ValueError("%s: %r is not one of %s" % (
+            param_name(key), value, ", ".join(_ENUM_NAMES[key])))
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if not isinstance(value, (int, float)):
