@@ -363,7 +363,8 @@ ELM_API int elm_state_forward_traced(elm_state *state, const float *x,
  * and must not decrease, channels must lie in [0, n_in) (else
  * ELM_E_INVALID, naming the stream, step and event) and values must be
  * finite (ELM_E_NONFINITE); on any error the state is unchanged.
- * channels and values may be NULL when there are no events.
+ * channels and values may be NULL when there are no events. The arrays
+ * are read during the call only and never modified.
  *
  * step:    rows are the B streams: offsets (B + 1); y (B, n_out) or NULL.
  * forward: rows are (stream, step) pairs in x's order, r = b * T + t:
@@ -1030,7 +1031,7 @@ ELM_API int elm_trainer_step(elm_trainer *trainer, const float *x, size_t T,
  * NULL for 1), checked first. Dropout draws once per non-zero event in
  * row and channel order, so events with increasing channels train exactly
  * as the dense x would (same drops, same model afterwards); the arrays are
- * not modified. Since 0.5. */
+ * read during the call only and never modified. Since 0.5. */
 ELM_API int elm_trainer_step_events(elm_trainer *trainer, size_t T,
                                     const int64_t *offsets,
                                     const int32_t *channels,
