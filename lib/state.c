@@ -227,12 +227,6 @@ static void syn_update(const elm_model *m, float *syn, const float *x) {
 }
 
 
-typedef elm_input input;
-
-static int input_drive(const elm_model *m, const input *in, size_t r, float *d) {
-    return elm__input_drive(m, in, r, d);
-}
-
 int elm__input_drive(const elm_model *m, const elm_input *in, size_t r, float *d) {
     if (in->x) return elm__drive_row(m, in->x + r * (size_t)m->n_in, d, NULL);
     memset(d, 0, (size_t)m->n_trace * sizeof *d);
@@ -338,10 +332,10 @@ static void recurrent_step(const elm_state *s, group *g, float *h, bool branch_d
 
 /* The drive of the group's streams for one step into g->d; false (and the
  * failure recorded) on a non-finite input. `in` is the whole batch's step. */
-static bool step_drive(const elm_state *s, group *g, const input *in) {
+static bool step_drive(const elm_state *s, group *g, const elm_input *in) {
     const elm_model *m = s->model;
     for (int b = 0; b < g->B; b++) {
-        int bad = input_drive(m, in, (size_t)(g->b0 + b), g->d + (size_t)b * m->n_trace);
+        int bad = elm__input_drive(m, in, (size_t)(g->b0 + b), g->d + (size_t)b * m->n_trace);
         if (bad >= 0) {
             g->bad = 1;
             g->bad_t = 0;
@@ -382,13 +376,13 @@ static void step_rest(const elm_state *s, group *g, float *y) {
 /* Work handed to the pool: one group per part. */
 typedef struct job {
     elm_state *s;
-    input in;
+    elm_input in;
     float *y, *syn, *branch, *mem;
     size_t T;
     bool forward; /* else one step */
 } job;
 
-static int forward_chunk(const elm_state *s, group *g, const input *in, size_t T, size_t t0, int n,
+static int forward_chunk(const elm_state *s, group *g, const elm_input *in, size_t T, size_t t0, int n,
                          float *y, float *syn_out, float *branch_out, float *mem_out);
 
 static void group_bounds(int B, int n, int part, int *b0, int *Bg) {
@@ -439,7 +433,7 @@ static const group *first_failure(const elm_state *s) {
 /* One step of every stream from dense or checked event input; on a
  * non-finite dense input nothing changes and the group that met it first
  * is returned. */
-static const group *state_step(elm_state *s, const input *in, float *y) {
+static const group *state_step(elm_state *s, const elm_input *in, float *y) {
     const elm_model *m = s->model;
     const group *bad;
     if (s->n_threads == 1) {
@@ -478,7 +472,7 @@ ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
     int rc = check_layout(s, "elm_state_step");
     if (rc) return rc;
     const elm_model *m = s->model;
-    const input in = {.x = x};
+    const elm_input in = {.x = x};
     const group *bad = state_step(s, &in, y);
     if (bad)
         return elm__fail(ELM_E_NONFINITE, "elm_state_step: x[%d, %d] is %g", bad->bad_b,
@@ -489,7 +483,7 @@ ELM_API int elm_state_step(elm_state *s, const float *x, float *y) {
 /* Steps [t0, t0 + n) of the sequence x (B, T, n_in) for the group's
  * streams (x, y and the traced outputs are the whole batch's). false, with
  * the failure recorded, on a non-finite input. */
-static int forward_chunk(const elm_state *s, group *g, const input *in, size_t T, size_t t0, int n,
+static int forward_chunk(const elm_state *s, group *g, const elm_input *in, size_t T, size_t t0, int n,
                          float *y, float *syn_out, float *branch_out, float *mem_out) {
     const elm_model *m = s->model;
     int B = g->B, nt = m->n_trace, nb = m->n_b, nm = m->n_m, out0 = s->out0;
@@ -505,7 +499,7 @@ static int forward_chunk(const elm_state *s, group *g, const input *in, size_t T
     for (int b = 0; b < B; b++) {
         size_t r0 = (size_t)(g->b0 + b) * T + t0;
         for (int t = 0; t < lim; t++) {
-            int bad = input_drive(m, in, r0 + (size_t)t, g->D + ((size_t)t * B + b) * nt);
+            int bad = elm__input_drive(m, in, r0 + (size_t)t, g->D + ((size_t)t * B + b) * nt);
             if (bad >= 0) {
                 g->bad = 1;
                 g->bad_t = t0 + (size_t)t;
@@ -650,7 +644,7 @@ ELM_API int elm_state_step_events(elm_state *s, const int64_t *offsets, const in
     int rc = check_layout(s, fn);
     if (!rc) rc = elm__check_events(fn, s->model, (size_t)s->B, 1, offsets, channels, values);
     if (rc) return rc;
-    const input in = {.off = offsets, .ch = channels, .val = values};
+    const elm_input in = {.off = offsets, .ch = channels, .val = values};
     state_step(s, &in, y); /* events cannot fail once checked */
     return ELM_OK;
 }

@@ -660,6 +660,16 @@ class Trainer(Handle):
 
     # -- steps, evaluation, fit --------------------------------------------
 
+    def _batch_args(self, B, T, target, labels, lengths):
+        """target, labels and lengths of a batch as buffers (or None)."""
+        tb = _buffers.as_input(target, "float32", (B, T, None), "target") \
+            if target is not None else None
+        lb = _labels(labels, B, T, self.loss.kind == "ce_last") \
+            if labels is not None else None
+        nb = _buffers.as_input(lengths, "int64", (B,), "lengths") \
+            if lengths is not None else None
+        return tb, lb, nb
+
     def step(self, x, target=None, labels=None, lengths=None):
         """One training step on a batch: x (B, T, n_in) with B = batch_size
         and T <= T_max; target or labels as the loss wants; lengths (B,) or
@@ -667,12 +677,7 @@ class Trainer(Handle):
         B = self.batch_size
         xb = _buffers.as_input(x, "float32", (B, None, self._n_in), "x")
         T = xb.shape[1]
-        tb = _buffers.as_input(target, "float32", (B, T, None), "target") \
-            if target is not None else None
-        lb = _labels(labels, B, T, self.loss.kind == "ce_last") \
-            if labels is not None else None
-        nb = _buffers.as_input(lengths, "int64", (B,), "lengths") \
-            if lengths is not None else None
+        tb, lb, nb = self._batch_args(B, T, target, labels, lengths)
         loss = ctypes.c_double()
         check(_lib().elm_trainer_step(self._h, xb.ptr, T,
                                       tb.ptr if tb else None,
@@ -690,12 +695,7 @@ class Trainer(Handle):
         batch loss."""
         B, T = self.batch_size, int(T)
         off, ch, val = _buffers.events(B * T, offsets, channels, values)
-        tb = _buffers.as_input(target, "float32", (B, T, None), "target") \
-            if target is not None else None
-        lb = _labels(labels, B, T, self.loss.kind == "ce_last") \
-            if labels is not None else None
-        nb = _buffers.as_input(lengths, "int64", (B,), "lengths") \
-            if lengths is not None else None
+        tb, lb, nb = self._batch_args(B, T, target, labels, lengths)
         loss = ctypes.c_double()
         check(_lib().elm_trainer_step_events(self._h, T, off.ptr, ch.ptr,
                                              val.ptr if val is not None else None,
