@@ -114,7 +114,7 @@ static void test_matmul_small(void **st) {
  * in mem. */
 static void test_matvec_fused(void **st) {
     (void)st;
-    enum { MAXO = 200, IN_TOTAL = 23, GUARD = 16 };
+    enum { MAXO = 200, IN_TOTAL = 37, GUARD = 16 };
     static float w[MAXO * IN_TOTAL], packed[IN_TOTAL * (MAXO + 64)];
     static float x[IN_TOTAL], init[MAXO + GUARD], y[MAXO + GUARD], mem[MAXO + GUARD],
         kappa[MAXO + GUARD], coef[MAXO + GUARD];
@@ -128,8 +128,11 @@ static void test_matvec_fused(void **st) {
     const int epis[] = {ELM_EPI_NONE, ELM_EPI_RELU, ELM_EPI_SILU, ELM_EPI_MEMORY};
     for (int out = 1; out <= MAXO; out++) {
         elm__pack_panels(w, out, IN_TOTAL, packed);
-        for (int row0 = 0; row0 <= 4; row0 += 4) {
-            const int in = IN_TOTAL - row0 - (row0 ? 1 : 0); /* 23 and 18 inputs */
+        /* row spans: whole 16-row blocks of the narrow panels with and
+         * without rows left over, exactly one block, and no whole block */
+        static const int spans[][2] = {{0, 37}, {4, 32}, {5, 16}, {3, 5}};
+        for (int sp = 0; sp < 4; sp++) {
+            const int row0 = spans[sp][0], in = spans[sp][1];
             for (int e = 0; e < 4; e++) {
                 for (int o = 0; o < MAXO + GUARD; o++) {
                     y[o] = 42.0f;
