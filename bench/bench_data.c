@@ -28,7 +28,7 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static void die(const char *what, int rc) {
+_Noreturn static void die(const char *what, int rc) {
     fprintf(stderr, "bench_data: %s: %s (%s)\n", what, elm_strerror(rc), elm_last_error());
     exit(1);
 }

@@ -92,6 +92,18 @@ typedef float vf4 __attribute__((vector_size(16)));
 #define splat8(s) ((s) - (vf8){0})
 #define splat4(s) ((s) - (vf4){0})
 
+/* Spread vector j of a width-4 (width-8) panel: lane l holds x[4 j + l / 4]
+ * (x[2 j + l / 8]) of the 16 inputs in v. __builtin_shufflevector (GCC 12,
+ * clang) wants constant lanes, hence one macro use per vector. */
+#define SPREAD4(v, j)                                                                            \
+    __builtin_shufflevector(v, v, 4 * j, 4 * j, 4 * j, 4 * j, 4 * j + 1, 4 * j + 1, 4 * j + 1,    \
+                            4 * j + 1, 4 * j + 2, 4 * j + 2, 4 * j + 2, 4 * j + 2, 4 * j + 3,     \
+                            4 * j + 3, 4 * j + 3, 4 * j + 3)
+#define SPREAD8(v, j)                                                                            \
+    __builtin_shufflevector(v, v, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j,         \
+                            2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1,     \
+                            2 * j + 1, 2 * j + 1)
+
 /* acc (n <= width) += x (in) @ a narrow panel (in, width), width 8 or 4.
  * The panel's rows are contiguous, so one 16-float vector holds 16 / width
  * consecutive rows: full-width loads of the panel against x spread to
@@ -101,31 +113,31 @@ typedef float vf4 __attribute__((vector_size(16)));
  * 70 and 20 GB/s against 110 for the 64-wide ones: the 4-wide tail of
  * NeuronIO's layer 1 (3.2 KB) took 0.17 us of the B = 1 step. Rows past
  * the last multiple of 16 go through one narrow vector. */
-typedef int32_t vi16 __attribute__((vector_size(64)));
-
 static inline __attribute__((always_inline)) void narrow_panel(const int width, int in, int n,
                                                                const float *x, const float *w,
                                                                float *acc) {
-    /* lane l of spread vector k holds row (16 / width) k + l / width */
-    const vi16 s4[4] = {{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
-                        {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
-                        {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
-                        {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15}};
-    const vi16 s8[8] = {{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
-                        {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
-                        {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
-                        {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
-                        {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},
-                        {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
-                        {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
-                        {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
     vf16 a[4] = {{0}, {0}, {0}, {0}};
     int i = 0;
-    for (; i + 16 <= in; i += 16, w += 16 * width) {
-        vf16 xv = load16(x + i);
-#pragma GCC unroll 8
-        for (int k = 0; k < width; k++)
-            a[k % 4] += __builtin_shuffle(xv, width == 4 ? s4[k] : s8[k]) * load16(w + 16 * k);
+    if (width == 4) {
+        for (; i + 16 <= in; i += 16, w += 64) {
+            vf16 xv = load16(x + i);
+            a[0] += SPREAD4(xv, 0) * load16(w);
+            a[1] += SPREAD4(xv, 1) * load16(w + 16);
+            a[2] += SPREAD4(xv, 2) * load16(w + 32);
+            a[3] += SPREAD4(xv, 3) * load16(w + 48);
+        }
+    } else {
+        for (; i + 16 <= in; i += 16, w += 128) {
+            vf16 xv = load16(x + i);
+            a[0] += SPREAD8(xv, 0) * load16(w);
+            a[1] += SPREAD8(xv, 1) * load16(w + 16);
+            a[2] += SPREAD8(xv, 2) * load16(w + 32);
+            a[3] += SPREAD8(xv, 3) * load16(w + 48);
+            a[0] += SPREAD8(xv, 4) * load16(w + 64);
+            a[1] += SPREAD8(xv, 5) * load16(w + 80);
+            a[2] += SPREAD8(xv, 6) * load16(w + 96);
+            a[3] += SPREAD8(xv, 7) * load16(w + 112);
+        }
     }
     vf16 t = (a[0] + a[1]) + (a[2] + a[3]);
     float r[16];
