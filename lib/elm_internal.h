@@ -146,6 +146,20 @@ void elm__matvec_fused(int in, int out, const float *x, const float *panels, int
  * register-blocked over up to 6 streams (each panel read once per 6). */
 void elm__matmul_rows(int B, int in, int out, const float *x, size_t ldx,
                       const float *panels, int in_total, int row0, float *y, size_t ldy);
+/* The three panel kernels above as built for one instruction set (0:
+ * AVX-512, 1: AVX2 + FMA, 2: baseline x86-64), for the white-box tests;
+ * false where this build or CPU has no such version. The elm__ names are
+ * the running CPU's best. */
+typedef struct elm_panel_kernels {
+    void (*small)(int B, int in, int out, const float *x, size_t ldx, const float *panels,
+                  int in_total, int row0, float *y, size_t ldy, int accumulate);
+    void (*fused)(int in, int out, const float *x, const float *panels, int in_total, int row0,
+                  const float *init, float *y, int epi, const float *kappa, const float *coef,
+                  float *mem);
+    void (*rows)(int B, int in, int out, const float *x, size_t ldx, const float *panels,
+                 int in_total, int row0, float *y, size_t ldy);
+} elm_panel_kernels;
+bool elm__panel_kernels(int isa, elm_panel_kernels *k);
 void elm__activate(int act, float *x, size_t n);
 /* bit k of bits[k / 64] = block x[16k .. 16k + 16) holds a value other than
  * +-0 (NaN and Inf count as non-zero); bits holds ceil(n / 1024) words. */

@@ -61,8 +61,11 @@ static void test_expf_accuracy(void **st) {
     assert_true(elm__expf(0.0f) == 1.0f);
 }
 
-static void test_matmul_small(void **st) {
-    (void)st;
+/* Every version of the panel kernels this CPU runs (elm__panel_kernels):
+ * the tests below check each against the same references. */
+static int n_checked_isas;
+
+static void test_matmul_small_isa(const elm_panel_kernels *k) {
     /* 154 outputs = 2 panels of 64 + 2 of 16, the last one partial; the
      * product over input rows [5, 37) of the 37 packed rows */
     enum { B = 3, IN = 37, OUT = 154, ROW0 = 5 };
@@ -85,12 +88,12 @@ static void test_matmul_small(void **st) {
             ref[b * OUT + o] = (float)acc;
             y[b * OUT + o] = 1.0f;
         }
-    elm__matmul_small(B, IN - ROW0, OUT, x + ROW0, IN, packed, IN, ROW0, y, OUT, 1);
+    k->small(B, IN - ROW0, OUT, x + ROW0, IN, packed, IN, ROW0, y, OUT, 1);
     for (int i = 0; i < B * OUT; i++) assert_true(fabsf(y[i] - ref[i]) < 1e-5f);
     /* overwrite; a narrower output leaves the columns past it untouched */
     for (int i = 0; i < B * OUT; i++) y[i] = 7.0f;
     elm__pack_panels(w, OUT - 4, IN, packed);
-    elm__matmul_small(B, IN - ROW0, OUT - 4, x + ROW0, IN, packed, IN, ROW0, y, OUT, 0);
+    k->small(B, IN - ROW0, OUT - 4, x + ROW0, IN, packed, IN, ROW0, y, OUT, 0);
     for (int b = 0; b < B; b++)
         for (int o = 0; o < OUT; o++) {
             if (o < OUT - 4) assert_true(fabsf(y[b * OUT + o] + 1.0f - ref[b * OUT + o]) < 1e-5f);
@@ -99,7 +102,7 @@ static void test_matmul_small(void **st) {
     /* the register-blocked kernel accumulates over the same panels,
      * narrow 8-wide last panel included */
     for (int i = 0; i < B * OUT; i++) y[i] = 1.0f;
-    elm__matmul_rows(B, IN - ROW0, OUT - 4, x + ROW0, IN, packed, IN, ROW0, y, OUT);
+    k->rows(B, IN - ROW0, OUT - 4, x + ROW0, IN, packed, IN, ROW0, y, OUT);
     for (int b = 0; b < B; b++)
         for (int o = 0; o < OUT; o++) {
             if (o < OUT - 4) assert_true(fabsf(y[b * OUT + o] - ref[b * OUT + o]) < 1e-5f);
@@ -107,13 +110,26 @@ static void test_matmul_small(void **st) {
         }
 }
 
+static void test_matmul_small(void **st) {
+    (void)st;
+    elm_panel_kernels k;
+    n_checked_isas = 0;
+    for (int isa = 0; isa < 3; isa++)
+        if (elm__panel_kernels(isa, &k)) {
+            test_matmul_small_isa(&k);
+            n_checked_isas++;
+        }
+    /* at least the version this build runs */
+    assert_true(n_checked_isas >= 1);
+    print_message("panel kernels checked for %d instruction set(s)\n", n_checked_isas);
+}
+
 /* The fused B = 1 product against a double-precision reference, for every
  * output width from 1 to 200 (so every mix of 64-, paired 16-, single 16-,
  * 8- and 4-wide panels, full and partial), odd and even input counts, a
  * row offset, and each epilogue; nothing past `out` is written, in y or
  * in mem. */
-static void test_matvec_fused(void **st) {
-    (void)st;
+static void test_matvec_fused_isa(const elm_panel_kernels *k) {
     enum { MAXO = 200, IN_TOTAL = 37, GUARD = 16 };
     static float w[MAXO * IN_TOTAL], packed[IN_TOTAL * (MAXO + 64)];
     static float x[IN_TOTAL], init[MAXO + GUARD], y[MAXO + GUARD], mem[MAXO + GUARD],
@@ -138,8 +154,8 @@ static void test_matvec_fused(void **st) {
                     y[o] = 42.0f;
                     mem[o] = 0.25f * (float)(o % 5);
                 }
-                elm__matvec_fused(in, out, x + row0, packed, IN_TOTAL, row0, init, y, epis[e],
-                                  kappa, coef, mem);
+                k->fused(in, out, x + row0, packed, IN_TOTAL, row0, init, y, epis[e], kappa,
+                         coef, mem);
                 for (int o = 0; o < MAXO + GUARD; o++) {
                     double z = init[o];
                     for (int i = 0; o < out && i < in; i++)
@@ -160,6 +176,13 @@ static void test_matvec_fused(void **st) {
             }
         }
     }
+}
+
+static void test_matvec_fused(void **st) {
+    (void)st;
+    elm_panel_kernels k;
+    for (int isa = 0; isa < 3; isa++)
+        if (elm__panel_kernels(isa, &k)) test_matvec_fused_isa(&k);
 }
 
 /* The block scan: every block with a non-zero, NaN or Inf is flagged, and

@@ -9,8 +9,14 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(ELM_HAVE_IFUNC)
 #define ELM_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+/* The panel kernels: the 16-float vector code only for AVX-512, plain
+ * loops for AVX2 + FMA and for baseline x86-64 (see "Plain panel
+ * kernels"), one picked per kernel by the loader. */
+#define ELM_PANEL_DISPATCH 1
+#define ELM_WIDE __attribute__((target("avx512f")))
 #else
 #define ELM_CLONES
+#define ELM_WIDE __attribute__((unused)) /* used only when built for AVX-512 */
 #endif
 
 /* exp(x) in float to about 1 ulp, branch-free so that loops vectorise:
@@ -181,8 +187,7 @@ static inline __attribute__((always_inline)) void narrow_dispatch(int width, int
 /* Each panel is read front to back once per stream: 64 outputs in four
  * vector accumulators (or 16 in one), one broadcast-multiply-add per vector
  * and input; the last panel's padding lanes are computed and not stored. */
-ELM_CLONES
-void elm__matmul_small(int B, int in, int out, const float *x, size_t ldx, const float *panels,
+ELM_WIDE static void matmul_small_wide(int B, int in, int out, const float *x, size_t ldx, const float *panels,
                        int in_total, int row0, float *y, size_t ldy, int accumulate) {
     const vf16 zero = {0};
     for (int b = 0; b < B; b++) {
@@ -274,8 +279,7 @@ static inline __attribute__((always_inline)) void fused_epilogue(const int width
  * (accumulate) or the bias. Software prefetch of the weights (per line,
  * 512-2048 bytes ahead) was tried and was slower: the hardware prefetcher
  * already follows the panels, which are read front to back. */
-ELM_CLONES
-void elm__matvec_fused(int in, int out, const float *x, const float *panels, int in_total,
+ELM_WIDE static void matvec_fused_wide(int in, int out, const float *x, const float *panels, int in_total,
                        int row0, const float *init, float *y, int epi, const float *kappa,
                        const float *coef, float *mem) {
     float t[64] __attribute__((aligned(64)));
@@ -447,8 +451,7 @@ static inline __attribute__((always_inline)) void rows_block(const int R, int in
  * was tried for the B = 32 sequence forward and measured no faster (best
  * of 15: 540k vs 555k sample-steps/s): at B >= 6 the separate passes run
  * over h in L1 and cost little next to the products. */
-ELM_CLONES
-void elm__matmul_rows(int B, int in, int out, const float *x, size_t ldx, const float *panels,
+ELM_WIDE static void matmul_rows_wide(int B, int in, int out, const float *x, size_t ldx, const float *panels,
                       int in_total, int row0, float *y, size_t ldy) {
     int b = 0;
     for (; b + ELM_ROWS <= B; b += ELM_ROWS)
@@ -465,6 +468,195 @@ void elm__matmul_rows(int B, int in, int out, const float *x, size_t ldx, const 
     default: break;
     }
 }
+
+/* Plain panel kernels. GCC lowers the 16-float vectors above piece by
+ * piece, through the stack, when the target's registers are narrower: the
+ * AVX2 and baseline clones of the B = 1 product took 40 and 28 us for
+ * NeuronIO's step products against 2.3 us for the AVX-512 one. Loops over
+ * a float array vectorise at the target's own width instead (AVX2: ~95
+ * GB/s from L2 on a 64-wide panel), so CPUs without AVX-512 run these:
+ * the same panels and epilogues, one partial sum per output. */
+static inline __attribute__((always_inline)) void plain_panel(const int width, int in,
+                                                              const float *x, const float *w,
+                                                              float *t) {
+    if (width == 64) {
+        for (int i = 0; i < in; i++, w += 64) {
+            float xi = x[i];
+            for (int q = 0; q < 64; q++) t[q] += xi * w[q];
+        }
+        return;
+    }
+    /* Narrower panels: one partial sum per output would wait a whole FMA
+     * latency per input (the 4-wide panel ran at ~4 bytes per cycle);
+     * four over interleaved inputs do not. */
+    float p[4][16] = {{0}};
+    int i = 0;
+    for (; i + 4 <= in; i += 4, w += 4 * width)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            for (int q = 0; q < width; q++) p[r][q] += x[i + r] * w[r * width + q];
+    for (; i < in; i++, w += width)
+        for (int q = 0; q < width; q++) p[0][q] += x[i] * w[q];
+    for (int q = 0; q < width; q++) t[q] += (p[0][q] + p[1][q]) + (p[2][q] + p[3][q]);
+}
+
+/* t (width, zero past the valid outputs) += x (in) @ the panel at w */
+static inline __attribute__((always_inline)) void plain_dispatch(int width, int in,
+                                                                 const float *x, const float *w,
+                                                                 float *t) {
+    switch (width) {
+    case 64: plain_panel(64, in, x, w, t); break;
+    case 16: plain_panel(16, in, x, w, t); break;
+    case 8: plain_panel(8, in, x, w, t); break;
+    default: plain_panel(4, in, x, w, t); break;
+    }
+}
+
+static inline __attribute__((always_inline)) void
+matmul_small_plain(int B, int in, int out, const float *x, size_t ldx, const float *panels,
+                   int in_total, int row0, float *y, size_t ldy, int accumulate) {
+    float t[64];
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * ldx;
+        float *yb = y + (size_t)b * ldy;
+        const float *panel = panels;
+        for (int o = 0; o < out;) {
+            int width = panel_width(out - o), n = out - o < width ? out - o : width;
+            memset(t, 0, sizeof t);
+            if (accumulate) memcpy(t, yb + o, (size_t)n * sizeof(float));
+            plain_dispatch(width, in, xb, panel + (size_t)row0 * width, t);
+            memcpy(yb + o, t, (size_t)n * sizeof(float));
+            panel += (size_t)in_total * width;
+            o += width;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+matvec_fused_plain(int in, int out, const float *x, const float *panels, int in_total, int row0,
+                   const float *init, float *y, int epi, const float *kappa, const float *coef,
+                   float *mem) {
+    float t[64];
+    const float *panel = panels;
+    for (int o = 0; o < out;) {
+        int width = panel_width(out - o), n = out - o < width ? out - o : width;
+        memset(t, 0, sizeof t);
+        memcpy(t, init + o, (size_t)n * sizeof(float));
+        plain_dispatch(width, in, x, panel + (size_t)row0 * width, t);
+        if (width == 64)
+            fused_epilogue(64, t, o, n, epi, y, kappa, coef, mem);
+        else
+            fused_epilogue(16, t, o, n, epi, y, kappa, coef, mem);
+        panel += (size_t)in_total * width;
+        o += width;
+    }
+}
+
+#define ELM_SMALL_ARGS                                                                           \
+    int B, int in, int out, const float *x, size_t ldx, const float *panels, int in_total,       \
+        int row0, float *y, size_t ldy, int accumulate
+#define ELM_FUSED_ARGS                                                                           \
+    int in, int out, const float *x, const float *panels, int in_total, int row0,                \
+        const float *init, float *y, int epi, const float *kappa, const float *coef, float *mem
+#define ELM_ROWS_ARGS                                                                            \
+    int B, int in, int out, const float *x, size_t ldx, const float *panels, int in_total,       \
+        int row0, float *y, size_t ldy
+
+#if defined(ELM_PANEL_DISPATCH)
+#define ELM_AVX2 __attribute__((target("avx2,fma")))
+ELM_AVX2 static void matmul_small_avx2(ELM_SMALL_ARGS) {
+    matmul_small_plain(B, in, out, x, ldx, panels, in_total, row0, y, ldy, accumulate);
+}
+static void matmul_small_base(ELM_SMALL_ARGS) {
+    matmul_small_plain(B, in, out, x, ldx, panels, in_total, row0, y, ldy, accumulate);
+}
+ELM_AVX2 static void matvec_fused_avx2(ELM_FUSED_ARGS) {
+    matvec_fused_plain(in, out, x, panels, in_total, row0, init, y, epi, kappa, coef, mem);
+}
+static void matvec_fused_base(ELM_FUSED_ARGS) {
+    matvec_fused_plain(in, out, x, panels, in_total, row0, init, y, epi, kappa, coef, mem);
+}
+ELM_AVX2 static void matmul_rows_avx2(ELM_ROWS_ARGS) {
+    matmul_small_plain(B, in, out, x, ldx, panels, in_total, row0, y, ldy, 1);
+}
+static void matmul_rows_base(ELM_ROWS_ARGS) {
+    matmul_small_plain(B, in, out, x, ldx, panels, in_total, row0, y, ldy, 1);
+}
+
+/* 0: AVX-512, 1: AVX2 + FMA, 2: neither */
+static int panel_isa(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return 0;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    return 2;
+}
+typedef void small_fn(ELM_SMALL_ARGS);
+typedef void fused_fn(ELM_FUSED_ARGS);
+typedef void rows_fn(ELM_ROWS_ARGS);
+static small_fn *resolve_small(void) {
+    small_fn *f[] = {matmul_small_wide, matmul_small_avx2, matmul_small_base};
+    return f[panel_isa()];
+}
+static fused_fn *resolve_fused(void) {
+    fused_fn *f[] = {matvec_fused_wide, matvec_fused_avx2, matvec_fused_base};
+    return f[panel_isa()];
+}
+static rows_fn *resolve_rows(void) {
+    rows_fn *f[] = {matmul_rows_wide, matmul_rows_avx2, matmul_rows_base};
+    return f[panel_isa()];
+}
+void elm__matmul_small(ELM_SMALL_ARGS) __attribute__((ifunc("resolve_small")));
+void elm__matvec_fused(ELM_FUSED_ARGS) __attribute__((ifunc("resolve_fused")));
+void elm__matmul_rows(ELM_ROWS_ARGS) __attribute__((ifunc("resolve_rows")));
+
+bool elm__panel_kernels(int isa, elm_panel_kernels *k) {
+    static const elm_panel_kernels all[] = {
+        {matmul_small_wide, matvec_fused_wide, matmul_rows_wide},
+        {matmul_small_avx2, matvec_fused_avx2, matmul_rows_avx2},
+        {matmul_small_base, matvec_fused_base, matmul_rows_base},
+    };
+    if (isa < panel_isa() || isa > 2) return false;
+    *k = all[isa];
+    return true;
+}
+#elif defined(__AVX512F__)
+/* no run-time dispatch (clang, sanitizer builds), built for AVX-512 */
+void elm__matmul_small(ELM_SMALL_ARGS) {
+    matmul_small_wide(B, in, out, x, ldx, panels, in_total, row0, y, ldy, accumulate);
+}
+void elm__matvec_fused(ELM_FUSED_ARGS) {
+    matvec_fused_wide(in, out, x, panels, in_total, row0, init, y, epi, kappa, coef, mem);
+}
+void elm__matmul_rows(ELM_ROWS_ARGS) {
+    matmul_rows_wide(B, in, out, x, ldx, panels, in_total, row0, y, ldy);
+}
+#endif
+
+#if !defined(ELM_PANEL_DISPATCH)
+/* Without run-time dispatch the one version built is the only one. */
+bool elm__panel_kernels(int isa, elm_panel_kernels *k) {
+#if defined(__AVX512F__)
+    if (isa != 0) return false;
+#else
+    if (isa != 2) return false;
+#endif
+    *k = (elm_panel_kernels){elm__matmul_small, elm__matvec_fused, elm__matmul_rows};
+    return true;
+}
+#endif
+
+#if !defined(ELM_PANEL_DISPATCH) && !defined(__AVX512F__)
+/* no run-time dispatch, built for a target without AVX-512 */
+void elm__matmul_small(ELM_SMALL_ARGS) {
+    matmul_small_plain(B, in, out, x, ldx, panels, in_total, row0, y, ldy, accumulate);
+}
+void elm__matvec_fused(ELM_FUSED_ARGS) {
+    matvec_fused_plain(in, out, x, panels, in_total, row0, init, y, epi, kappa, coef, mem);
+}
+void elm__matmul_rows(ELM_ROWS_ARGS) {
+    matmul_small_plain(B, in, out, x, ldx, panels, in_total, row0, y, ldy, 1);
+}
+#endif
 
 /* Which 16-float blocks hold a value other than +-0. The tail block and the
  * portable version test 64-bit words of magnitude bits; on x86-64 the
