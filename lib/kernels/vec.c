@@ -1,7 +1,8 @@
 /* Small products and fused elementwise kernels for the per-step path.
- * Plain C loops written so that the compiler vectorises them; each hot
- * function is compiled for AVX-512, AVX2+FMA and baseline x86-64, and the
- * loader picks the best one for the running CPU (GCC target_clones). */
+ * Each hot function is compiled for AVX-512, AVX2+FMA and baseline x86-64,
+ * and the loader picks the best one for the running CPU: the elementwise
+ * loops as GCC target_clones, the panel products as separate versions
+ * (16-float vector code for AVX-512, plain loops otherwise). */
 #include "../elm_internal.h"
 
 #include <math.h>
@@ -46,7 +47,8 @@ static inline float exp_inline(float x) {
 
 float elm__expf(float x) { return exp_inline(x); }
 
-/* 16 floats; each target clone lowers it to one zmm, two ymm or four xmm. */
+/* 16 floats: one zmm. Used only in code built for AVX-512; for narrower
+ * targets GCC lowers it through the stack (see "Plain panel kernels"). */
 typedef float vf16 __attribute__((vector_size(64)));
 
 static inline vf16 load16(const float *p) {
