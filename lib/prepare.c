@@ -79,6 +79,17 @@ static void transpose(const float *src, int out, int in, float *dst) {
         for (int o = 0; o < out; o++) dst[(size_t)c * out + o] = src[(size_t)o * in + c];
 }
 
+/* Floats per 64-byte cache line. */
+#define ELM_LINE_FLOATS 16
+
+/* The next cache-line boundary at or after p (base is line aligned). A
+ * panel row of 64 floats then covers 4 whole lines: rows that straddle
+ * lines made every 16-float load of the B = 1 step touch two lines. */
+static float *panel_start(float *base, float *p) {
+    size_t off = (size_t)(p - base);
+    return base + (off + ELM_LINE_FLOATS - 1) / ELM_LINE_FLOATS * ELM_LINE_FLOATS;
+}
+
 int elm__model_prepare(elm_model *m) {
     bool collapsed = branches_share_tau(m);
     if (m->prep && collapsed != m->collapsed) m->layout_gen++;
@@ -99,6 +110,8 @@ int elm__model_prepare(elm_model *m) {
         n += out * elm__panel_cols(m->H);
     }
     n += (size_t)(m->L > 0 ? m->H : m->n_m) * elm__panel_cols(m->n_m);
+    /* every packed block starts on a cache line (panel_start) */
+    n += (size_t)ELM_LINE_FLOATS * (2 * (size_t)m->L + 4);
     if (!m->prep) {
         m->prep = aligned_alloc(64, ((n * sizeof(float)) + 63) / 64 * 64);
         m->layers = calloc((size_t)m->L + 1, sizeof *m->layers);
@@ -135,7 +148,7 @@ int elm__model_prepare(elm_model *m) {
         l->b = m->params + b->offset;
         transpose(m->params + w->offset, l->out, l->in, p);
         p += (size_t)l->in * l->ldw;
-        l->panels = p;
+        l->panels = p = panel_start(m->prep, p);
         elm__pack_panels(m->params + w->offset, l->out, l->in, p);
         p += (size_t)l->in * elm__panel_cols(l->out);
     }
@@ -147,19 +160,19 @@ int elm__model_prepare(elm_model *m) {
     m->readout.b = m->params + by->offset;
     transpose(m->params + wy->offset, m->n_out, m->n_m, p);
     p += (size_t)m->n_m * m->readout.ldw;
-    m->readout.panels = p;
+    m->readout.panels = p = panel_start(m->prep, p);
     elm__pack_panels(m->params + wy->offset, m->n_out, m->n_m, p);
     p += (size_t)m->n_m * elm__panel_cols(m->n_out);
     /* For the backward, dx (B, in) = dy (B, out) W: W^T = wt (in, out)
      * packed as an (in, out) weight. Layer 0 needs its memory rows only. */
     for (int i = 1; i <= m->L; i++) {
         elm_layer *l = &m->layers[i];
-        l->bpanels = p;
+        l->bpanels = p = panel_start(m->prep, p);
         elm__pack_panels(l->wt, l->in, l->out, p);
         p += (size_t)l->out * elm__panel_cols(l->in);
     }
     elm_layer *l0 = &m->layers[0];
-    l0->bpanels = p;
+    l0->bpanels = p = panel_start(m->prep, p);
     elm__pack_panels(l0->wt + (size_t)m->n_b * l0->ldw, m->n_m, l0->out, p);
 
     if ((m->routing_dirty || !m->syn_ptr) && build_synapse_lists(m) != ELM_OK)
