@@ -1,5 +1,6 @@
 /* White-box tests of lib/kernels: the BLIS configuration policy, the
- * exponential, and the small product. Linked against the internal objects. */
+ * exponential, the small products, and the panel layout they read.
+ * Linked against the internal objects. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
