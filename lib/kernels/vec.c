@@ -273,23 +273,146 @@ static inline __attribute__((always_inline)) void fused_epilogue(const int width
     memcpy(y + o, t, (size_t)n * sizeof *y);
 }
 
+#if defined(ELM_PANEL_DISPATCH) || defined(__AVX512F__)
+#include <immintrin.h>
+
+typedef int32_t vi16 __attribute__((vector_size(64)));
+
+/* Lanes [0, n) of a 16-float vector, 0 < n <= 16. */
+static inline __mmask16 first_lanes(int n) {
+    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+}
+
+/* The first n floats at p, zeros after; nothing past p + n is read. */
+ELM_WIDE static inline vf16 loadn16(const float *p, int n) {
+    return (vf16)_mm512_maskz_loadu_ps(first_lanes(n), p);
+}
+
+/* The first n lanes of v to p; nothing past p + n is written. */
+ELM_WIDE static inline void storen16(float *p, vf16 v, int n) {
+    _mm512_mask_storeu_ps(p, first_lanes(n), (__m512)v);
+}
+
+/* exp_inline on 16 lanes, operation for operation (the same expressions,
+ * so the same contractions into FMA; the clamps as max / min with x as
+ * the second operand, which is what passes a NaN through as the scalar
+ * ternaries do): the same bits in every lane. */
+ELM_WIDE static inline vf16 exp16(vf16 x) {
+    x = (vf16)_mm512_max_ps(_mm512_set1_ps(-87.0f), (__m512)x);
+    x = (vf16)_mm512_min_ps(_mm512_set1_ps(88.0f), (__m512)x);
+    vf16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    vf16 r = x - n * 0.693145751953125f;
+    r = r - n * 1.428606765330187045e-06f;
+    vf16 p = splat16(1.0f / 5040.0f);
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    vi16 bits = (__builtin_convertvector(n, vi16) + 127) << 23;
+    return p * (vf16)bits;
+}
+
+/* fused_epilogue on a register: v holds init + x W for outputs [o, o + n),
+ * n <= 16 (lanes past n hold finite values and are dropped). The same
+ * formulas with the same bits, without fused_epilogue's round trip
+ * through a stack buffer and its variable-length copies. */
+ELM_WIDE static inline __attribute__((always_inline)) void
+epilogue16(vf16 v, int o, int n, int epi, float *y, const float *kappa, const float *coef,
+           float *mem) {
+    if (epi == ELM_EPI_RELU) {
+        v = (vf16)_mm512_max_ps((__m512)v, _mm512_setzero_ps());
+    } else if (epi == ELM_EPI_SILU) {
+        v = v / (1.0f + exp16(-v));
+    } else if (epi == ELM_EPI_MEMORY) {
+        vf16 a = v * (2.0f / 3.0f);
+        vf16 e = exp16(-2.0f * (vf16)((vi16)a & 0x7fffffff));
+        vf16 q = (1.0f - e) / (1.0f + e);
+        vf16 g = 1.7159f * (vf16)(((vi16)q & 0x7fffffff) | ((vi16)a & (int32_t)0x80000000u));
+        /* kappa m + coef g with the rounding of coef g kept, as the
+         * contraction in elm__memory_update does */
+        __m512 cg = (__m512)(loadn16(coef + o, n) * g);
+        storen16(mem + o,
+                 (vf16)_mm512_fmadd_ps((__m512)loadn16(kappa + o, n), (__m512)loadn16(mem + o, n), cg),
+                 n);
+        return;
+    }
+    storen16(y + o, v, n);
+}
+
+/* x (in) @ a narrow panel (in, width), width 8 or 4, in lanes [0, width)
+ * of the result and zeros after: narrow_panel's sums, added in the same
+ * order, returned in a register instead of added into memory. */
+ELM_WIDE static inline __attribute__((always_inline)) vf16 narrow_sum(const int width, int in,
+                                                                      const float *x,
+                                                                      const float *w) {
+    vf16 a[4] = {{0}, {0}, {0}, {0}};
+    int i = 0;
+    if (width == 4) {
+        for (; i + 16 <= in; i += 16, w += 64) {
+            vf16 xv = load16(x + i);
+            a[0] += SPREAD4(xv, 0) * load16(w);
+            a[1] += SPREAD4(xv, 1) * load16(w + 16);
+            a[2] += SPREAD4(xv, 2) * load16(w + 32);
+            a[3] += SPREAD4(xv, 3) * load16(w + 48);
+        }
+    } else {
+        for (; i + 16 <= in; i += 16, w += 128) {
+            vf16 xv = load16(x + i);
+            a[0] += SPREAD8(xv, 0) * load16(w);
+            a[1] += SPREAD8(xv, 1) * load16(w + 16);
+            a[2] += SPREAD8(xv, 2) * load16(w + 32);
+            a[3] += SPREAD8(xv, 3) * load16(w + 48);
+            a[0] += SPREAD8(xv, 4) * load16(w + 64);
+            a[1] += SPREAD8(xv, 5) * load16(w + 80);
+            a[2] += SPREAD8(xv, 6) * load16(w + 96);
+            a[3] += SPREAD8(xv, 7) * load16(w + 112);
+        }
+    }
+    vf16 t = (a[0] + a[1]) + (a[2] + a[3]);
+    if (width == 8) {
+        vf8 lo = __builtin_shufflevector(t, t, 0, 1, 2, 3, 4, 5, 6, 7);
+        vf8 hi = __builtin_shufflevector(t, t, 8, 9, 10, 11, 12, 13, 14, 15);
+        vf8 v, tail = {0};
+        for (; i < in; i++, w += 8) {
+            memcpy(&v, w, sizeof v);
+            tail += splat8(x[i]) * v;
+        }
+        lo = (lo + hi) + tail;
+        return __builtin_shufflevector(lo, (vf8){0}, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                       13, 14, 15);
+    }
+    vf4 g0 = __builtin_shufflevector(t, t, 0, 1, 2, 3), g1 = __builtin_shufflevector(t, t, 4, 5, 6, 7),
+        g2 = __builtin_shufflevector(t, t, 8, 9, 10, 11),
+        g3 = __builtin_shufflevector(t, t, 12, 13, 14, 15), v, tail = {0};
+    for (; i < in; i++, w += 4) {
+        memcpy(&v, w, sizeof v);
+        tail += splat4(x[i]) * v;
+    }
+    g0 = ((g0 + g1) + (g2 + g3)) + tail;
+    return __builtin_shufflevector(g0, (vf4){0}, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+}
+
 /* One stream: y = epi(init + x W) over rows [row0, row0 + in), panel by
  * panel, the activation or memory update applied to each panel's results
- * while they are still in registers / L1. This replaces, at B = 1, the
- * passes fill-bias, product, activate (or memory update) over h: each was
- * a separate call that re-read h and ran a scalar tail. init may be y
- * (accumulate) or the bias. Software prefetch of the weights (per line,
- * 512-2048 bytes ahead) was tried and was slower: the hardware prefetcher
- * already follows the panels, which are read front to back. */
-ELM_WIDE static void matvec_fused_wide(int in, int out, const float *x, const float *panels, int in_total,
-                       int row0, const float *init, float *y, int epi, const float *kappa,
-                       const float *coef, float *mem) {
-    float t[64] __attribute__((aligned(64)));
+ * while they are in registers. This replaces, at B = 1, the passes
+ * fill-bias, product, activate (or memory update) over h: each was a
+ * separate call that re-read h and ran a scalar tail. init may be y
+ * (accumulate) or the bias. Partial panels load and store through lane
+ * masks, so nothing past `out` is read or written. Software prefetch of
+ * the weights (per line, 512-2048 bytes ahead) was tried and was slower:
+ * the hardware prefetcher already follows the panels, which are read
+ * front to back. */
+ELM_WIDE static void matvec_fused_wide(int in, int out, const float *x, const float *panels,
+                                       int in_total, int row0, const float *init, float *y,
+                                       int epi, const float *kappa, const float *coef,
+                                       float *mem) {
     const float *panel = panels;
     for (int o = 0; o < out;) {
-        int n;
-        if (out - o >= 64) {
-            n = 64;
+        int rest = out - o;
+        if (rest >= 64) {
             const float *w = panel + (size_t)row0 * 64;
             vf16 a0 = load16(init + o), a1 = load16(init + o + 16), a2 = load16(init + o + 32),
                  a3 = load16(init + o + 48);
@@ -300,32 +423,27 @@ ELM_WIDE static void matvec_fused_wide(int in, int out, const float *x, const fl
                 a2 += xi * load16(w + 32);
                 a3 += xi * load16(w + 48);
             }
-            store16(t, a0);
-            store16(t + 16, a1);
-            store16(t + 32, a2);
-            store16(t + 48, a3);
+            epilogue16(a0, o, 16, epi, y, kappa, coef, mem);
+            epilogue16(a1, o + 16, 16, epi, y, kappa, coef, mem);
+            epilogue16(a2, o + 32, 16, epi, y, kappa, coef, mem);
+            epilogue16(a3, o + 48, 16, epi, y, kappa, coef, mem);
             panel += (size_t)in_total * 64;
-            fused_epilogue(64, t, o, n, epi, y, kappa, coef, mem);
-        } else if (out - o <= 8) {
-            int width = panel_width(out - o);
-            n = out - o;
-            memcpy(t, init + o, (size_t)n * sizeof(float));
-            narrow_dispatch(width, in, n, x, panel + (size_t)row0 * width, t);
-            /* n <= 8 valid; the 16-wide epilogue reads t[n..16): zero them */
-            memset(t + n, 0, (size_t)(16 - n) * sizeof(float));
+            o += 64;
+        } else if (rest <= 8) {
+            int width = panel_width(rest);
+            const float *w = panel + (size_t)row0 * width;
+            vf16 s = width == 8 ? narrow_sum(8, in, x, w) : narrow_sum(4, in, x, w);
+            epilogue16(loadn16(init + o, rest) + s, o, rest, epi, y, kappa, coef, mem);
             panel += (size_t)in_total * width;
-            fused_epilogue(16, t, o, n, epi, y, kappa, coef, mem);
             o += width;
-            continue;
-        } else if (out - o > 24) {
-            /* Two 16-wide panels follow each other (out - o > 24 means the
+        } else if (rest > 24) {
+            /* Two 16-wide panels follow each other (rest > 24 means the
              * next one is 16 wide too; the first is full, the second holds
              * n2 <= 16 outputs): read both in one loop, one broadcast per
              * 32 weights instead of per 16 (~0.03 us of the B = 1 step). */
-            const int n2 = out - o - 16 < 16 ? out - o - 16 : 16;
+            const int n2 = rest - 16 < 16 ? rest - 16 : 16;
             const float *w = panel + (size_t)row0 * 16, *v = w + (size_t)in_total * 16;
-            vf16 a0 = load16(init + o), a1 = {0}, b0 = {0}, b1 = {0};
-            memcpy(&b0, init + o + 16, (size_t)n2 * sizeof(float));
+            vf16 a0 = load16(init + o), a1 = {0}, b0 = loadn16(init + o + 16, n2), b1 = {0};
             int i = 0;
             for (; i + 2 <= in; i += 2, w += 32, v += 32) {
                 vf16 xi = splat16(x[i]), xj = splat16(x[i + 1]);
@@ -339,18 +457,14 @@ ELM_WIDE static void matvec_fused_wide(int in, int out, const float *x, const fl
                 a0 += xi * load16(w);
                 b0 += xi * load16(v);
             }
-            store16(t, a0 + a1);
-            fused_epilogue(16, t, o, 16, epi, y, kappa, coef, mem);
-            store16(t, b0 + b1);
-            fused_epilogue(16, t, o + 16, n2, epi, y, kappa, coef, mem);
+            epilogue16(a0 + a1, o, 16, epi, y, kappa, coef, mem);
+            epilogue16(b0 + b1, o + 16, n2, epi, y, kappa, coef, mem);
             panel += (size_t)in_total * 32;
             o += 32;
-            continue;
         } else {
-            n = out - o < 16 ? out - o : 16;
+            const int n = rest < 16 ? rest : 16;
             const float *w = panel + (size_t)row0 * 16;
-            vf16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            memcpy(&a0, init + o, (size_t)n * sizeof(float));
+            vf16 a0 = loadn16(init + o, n), a1 = {0}, a2 = {0}, a3 = {0};
             int i = 0;
             for (; i + 4 <= in; i += 4, w += 64) {
                 a0 += splat16(x[i]) * load16(w);
@@ -359,14 +473,13 @@ ELM_WIDE static void matvec_fused_wide(int in, int out, const float *x, const fl
                 a3 += splat16(x[i + 3]) * load16(w + 48);
             }
             for (; i < in; i++, w += 16) a0 += splat16(x[i]) * load16(w);
-            a0 = (a0 + a1) + (a2 + a3);
-            store16(t, a0);
+            epilogue16((a0 + a1) + (a2 + a3), o, n, epi, y, kappa, coef, mem);
             panel += (size_t)in_total * 16;
-            fused_epilogue(16, t, o, n, epi, y, kappa, coef, mem);
+            o += 16;
         }
-        o += n == 64 ? 64 : 16;
     }
 }
+#endif
 
 /* Register blocking for several streams: R rows of x against one column
  * panel, the panel's weights loaded once per input and reused R times, so
