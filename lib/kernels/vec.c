@@ -17,7 +17,7 @@
 #define ELM_WIDE __attribute__((target("avx512f")))
 #else
 #define ELM_CLONES
-#define ELM_WIDE __attribute__((unused)) /* used only when built for AVX-512 */
+#define ELM_WIDE /* the 16-float kernels are compiled only for AVX-512 targets */
 #endif
 
 /* exp(x) in float to about 1 ulp, branch-free so that loops vectorise:
@@ -50,14 +50,6 @@ float elm__expf(float x) { return exp_inline(x); }
 /* 16 floats: one zmm. Used only in code built for AVX-512; for narrower
  * targets GCC lowers it through the stack (see "Plain panel kernels"). */
 typedef float vf16 __attribute__((vector_size(64)));
-
-static inline vf16 load16(const float *p) {
-    vf16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store16(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
 
 /* One float in all lanes: s - (+0) is s for every s (-0 included), so
  * the compiler emits a bare broadcast; `zero + s` would add a scalar add
@@ -112,171 +104,18 @@ typedef float vf4 __attribute__((vector_size(16)));
                             2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1,     \
                             2 * j + 1, 2 * j + 1)
 
-/* acc (n <= width) += x (in) @ a narrow panel (in, width), width 8 or 4.
- * The panel's rows are contiguous, so one 16-float vector holds 16 / width
- * consecutive rows: full-width loads of the panel against x spread to
- * match (x[i] in the lanes of row i), four accumulators so that FMA
- * latency is hidden, and the row groups folded at the end. With ymm / xmm
- * accumulators, one per row, the 8- and 4-wide panels streamed from L2 at
- * 70 and 20 GB/s against 110 for the 64-wide ones: the 4-wide tail of
- * NeuronIO's layer 1 (3.2 KB) took 0.17 us of the B = 1 step. Rows past
- * the last multiple of 16 go through one narrow vector. */
-static inline __attribute__((always_inline)) void narrow_panel(const int width, int in, int n,
-                                                               const float *x, const float *w,
-                                                               float *acc) {
-    vf16 a[4] = {{0}, {0}, {0}, {0}};
-    int i = 0;
-    if (width == 4) {
-        for (; i + 16 <= in; i += 16, w += 64) {
-            vf16 xv = load16(x + i);
-            a[0] += SPREAD4(xv, 0) * load16(w);
-            a[1] += SPREAD4(xv, 1) * load16(w + 16);
-            a[2] += SPREAD4(xv, 2) * load16(w + 32);
-            a[3] += SPREAD4(xv, 3) * load16(w + 48);
-        }
-    } else {
-        for (; i + 16 <= in; i += 16, w += 128) {
-            vf16 xv = load16(x + i);
-            a[0] += SPREAD8(xv, 0) * load16(w);
-            a[1] += SPREAD8(xv, 1) * load16(w + 16);
-            a[2] += SPREAD8(xv, 2) * load16(w + 32);
-            a[3] += SPREAD8(xv, 3) * load16(w + 48);
-            a[0] += SPREAD8(xv, 4) * load16(w + 64);
-            a[1] += SPREAD8(xv, 5) * load16(w + 80);
-            a[2] += SPREAD8(xv, 6) * load16(w + 96);
-            a[3] += SPREAD8(xv, 7) * load16(w + 112);
-        }
-    }
-    vf16 t = (a[0] + a[1]) + (a[2] + a[3]);
-    float r[16];
-    memcpy(r, &t, sizeof r);
-    if (width == 8) {
-        vf8 lo, hi, v, tail = {0};
-        memcpy(&lo, r, sizeof lo);
-        memcpy(&hi, r + 8, sizeof hi);
-        for (; i < in; i++, w += 8) {
-            memcpy(&v, w, sizeof v);
-            tail += splat8(x[i]) * v;
-        }
-        lo = (lo + hi) + tail;
-        for (int q = 0; q < n; q++) acc[q] += lo[q];
-    } else {
-        vf4 g0, g1, g2, g3, v, tail = {0};
-        memcpy(&g0, r, sizeof g0);
-        memcpy(&g1, r + 4, sizeof g1);
-        memcpy(&g2, r + 8, sizeof g2);
-        memcpy(&g3, r + 12, sizeof g3);
-        for (; i < in; i++, w += 4) {
-            memcpy(&v, w, sizeof v);
-            tail += splat4(x[i]) * v;
-        }
-        g0 = ((g0 + g1) + (g2 + g3)) + tail;
-        for (int q = 0; q < n; q++) acc[q] += g0[q];
-    }
-}
-
-/* acc (n) += x @ the narrow panel of width w8 (8 or 4), the width a
- * constant in each branch so that narrow_panel is specialised. */
-static inline __attribute__((always_inline)) void narrow_dispatch(int width, int in, int n,
-                                                                  const float *x, const float *w,
-                                                                  float *acc) {
-    if (width == 8)
-        narrow_panel(8, in, n, x, w, acc);
-    else
-        narrow_panel(4, in, n, x, w, acc);
-}
-
-/* Each panel is read front to back once per stream: 64 outputs in four
- * vector accumulators (or 16 in one), one broadcast-multiply-add per vector
- * and input; the last panel's padding lanes are computed and not stored. */
-ELM_WIDE static void matmul_small_wide(int B, int in, int out, const float *x, size_t ldx, const float *panels,
-                       int in_total, int row0, float *y, size_t ldy, int accumulate) {
-    const vf16 zero = {0};
-    for (int b = 0; b < B; b++) {
-        const float *xb = x + (size_t)b * ldx;
-        float *yb = y + (size_t)b * ldy;
-        const float *panel = panels;
-        for (int o = 0; o < out;) {
-            if (out - o >= 64) {
-                const float *w = panel + (size_t)row0 * 64;
-                vf16 a0 = accumulate ? load16(yb + o) : zero;
-                vf16 a1 = accumulate ? load16(yb + o + 16) : zero;
-                vf16 a2 = accumulate ? load16(yb + o + 32) : zero;
-                vf16 a3 = accumulate ? load16(yb + o + 48) : zero;
-                for (int i = 0; i < in; i++, w += 64) {
-                    vf16 xi = splat16(xb[i]);
-                    a0 += xi * load16(w);
-                    a1 += xi * load16(w + 16);
-                    a2 += xi * load16(w + 32);
-                    a3 += xi * load16(w + 48);
-                }
-                store16(yb + o, a0);
-                store16(yb + o + 16, a1);
-                store16(yb + o + 32, a2);
-                store16(yb + o + 48, a3);
-                panel += (size_t)in_total * 64;
-                o += 64;
-            } else if (out - o <= 8) {
-                int width = panel_width(out - o), n = out - o;
-                float acc[8] = {0};
-                if (accumulate) memcpy(acc, yb + o, (size_t)n * sizeof(float));
-                narrow_dispatch(width, in, n, xb, panel + (size_t)row0 * width, acc);
-                memcpy(yb + o, acc, (size_t)n * sizeof(float));
-                panel += (size_t)in_total * width;
-                o += width;
-            } else {
-                int n = out - o < 16 ? out - o : 16;
-                const float *w = panel + (size_t)row0 * 16;
-                /* One accumulator would wait a full FMA latency per input;
-                 * four partial sums over interleaved inputs do not. */
-                vf16 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-                if (accumulate) memcpy(&a0, yb + o, (size_t)n * sizeof(float));
-                int i = 0;
-                for (; i + 4 <= in; i += 4, w += 64) {
-                    a0 += splat16(xb[i]) * load16(w);
-                    a1 += splat16(xb[i + 1]) * load16(w + 16);
-                    a2 += splat16(xb[i + 2]) * load16(w + 32);
-                    a3 += splat16(xb[i + 3]) * load16(w + 48);
-                }
-                for (; i < in; i++, w += 16) a0 += splat16(xb[i]) * load16(w);
-                a0 = (a0 + a1) + (a2 + a3);
-                memcpy(yb + o, &a0, (size_t)n * sizeof(float));
-                panel += (size_t)in_total * 16;
-                o += 16;
-            }
-        }
-    }
-}
-
-/* The epilogue of one panel of elm__matvec_fused: t holds the panel's
- * width (64 or 16, a constant after inlining, so the loops vectorise with
- * no scalar tail) of bias + x W; n of them are valid outputs. The padding
- * lanes are computed too (finite: they hold bias-free zeros) and dropped. */
-static inline __attribute__((always_inline)) void fused_epilogue(const int width, float *t, int o,
-                                                                 int n, int epi, float *y,
-                                                                 const float *kappa,
-                                                                 const float *coef, float *mem) {
-    if (epi == ELM_EPI_RELU) {
-        for (int i = 0; i < width; i++) t[i] = t[i] > 0.0f ? t[i] : 0.0f;
-    } else if (epi == ELM_EPI_SILU) {
-        for (int i = 0; i < width; i++) t[i] = t[i] / (1.0f + exp_inline(-t[i]));
-    } else if (epi == ELM_EPI_MEMORY) {
-        /* elm__memory_update's formula, on the panel while it is in L1 */
-        for (int i = 0; i < width; i++) {
-            float a = t[i] * (2.0f / 3.0f);
-            float e = exp_inline(-2.0f * fabsf(a));
-            t[i] = 1.7159f * copysignf((1.0f - e) / (1.0f + e), a);
-        }
-        for (int i = 0; i < n; i++) mem[o + i] = kappa[o + i] * mem[o + i] + coef[o + i] * t[i];
-        return;
-    }
-    memcpy(y + o, t, (size_t)n * sizeof *y);
-}
-
 #if defined(ELM_PANEL_DISPATCH) || defined(__AVX512F__)
 #include <immintrin.h>
 
 typedef int32_t vi16 __attribute__((vector_size(64)));
+
+ELM_WIDE static inline vf16 load16(const float *p) {
+    vf16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+ELM_WIDE static inline void store16(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
 
 /* Lanes [0, n) of a 16-float vector, 0 < n <= 16. */
 static inline __mmask16 first_lanes(int n) {
@@ -343,8 +182,14 @@ epilogue16(vf16 v, int o, int n, int epi, float *y, const float *kappa, const fl
 }
 
 /* x (in) @ a narrow panel (in, width), width 8 or 4, in lanes [0, width)
- * of the result and zeros after: narrow_panel's sums, added in the same
- * order, returned in a register instead of added into memory. */
+ * of the result and zeros after. The panel's rows are contiguous, so one 16-float vector holds 16 / width
+ * consecutive rows: full-width loads of the panel against x spread to
+ * match (x[i] in the lanes of row i), four accumulators so that FMA
+ * latency is hidden, and the row groups folded at the end. With ymm / xmm
+ * accumulators, one per row, the 8- and 4-wide panels streamed from L2 at
+ * 70 and 20 GB/s against 110 for the 64-wide ones: the 4-wide tail of
+ * NeuronIO's layer 1 (3.2 KB) took 0.17 us of the B = 1 step. Rows past
+ * the last multiple of 16 go through one narrow vector. */
 ELM_WIDE static inline __attribute__((always_inline)) vf16 narrow_sum(const int width, int in,
                                                                       const float *x,
                                                                       const float *w) {
@@ -393,6 +238,89 @@ ELM_WIDE static inline __attribute__((always_inline)) vf16 narrow_sum(const int 
     }
     g0 = ((g0 + g1) + (g2 + g3)) + tail;
     return __builtin_shufflevector(g0, (vf4){0}, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+}
+
+/* acc (n <= width) += x (in) @ a narrow panel (in, width), width 8 or 4. */
+ELM_WIDE static inline __attribute__((always_inline)) void narrow_panel(const int width, int in,
+                                                                        int n, const float *x,
+                                                                        const float *w,
+                                                                        float *acc) {
+    vf16 s = narrow_sum(width, in, x, w);
+    for (int q = 0; q < n; q++) acc[q] += s[q];
+}
+
+/* acc (n) += x @ the narrow panel of width w8 (8 or 4), the width a
+ * constant in each branch so that narrow_panel is specialised. */
+ELM_WIDE static inline __attribute__((always_inline)) void narrow_dispatch(int width, int in,
+                                                                           int n, const float *x,
+                                                                           const float *w,
+                                                                           float *acc) {
+    if (width == 8)
+        narrow_panel(8, in, n, x, w, acc);
+    else
+        narrow_panel(4, in, n, x, w, acc);
+}
+
+/* Each panel is read front to back once per stream: 64 outputs in four
+ * vector accumulators (or 16 in one), one broadcast-multiply-add per vector
+ * and input; the last panel's padding lanes are computed and not stored. */
+ELM_WIDE static void matmul_small_wide(int B, int in, int out, const float *x, size_t ldx, const float *panels,
+                       int in_total, int row0, float *y, size_t ldy, int accumulate) {
+    const vf16 zero = {0};
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * ldx;
+        float *yb = y + (size_t)b * ldy;
+        const float *panel = panels;
+        for (int o = 0; o < out;) {
+            if (out - o >= 64) {
+                const float *w = panel + (size_t)row0 * 64;
+                vf16 a0 = accumulate ? load16(yb + o) : zero;
+                vf16 a1 = accumulate ? load16(yb + o + 16) : zero;
+                vf16 a2 = accumulate ? load16(yb + o + 32) : zero;
+                vf16 a3 = accumulate ? load16(yb + o + 48) : zero;
+                for (int i = 0; i < in; i++, w += 64) {
+                    vf16 xi = splat16(xb[i]);
+                    a0 += xi * load16(w);
+                    a1 += xi * load16(w + 16);
+                    a2 += xi * load16(w + 32);
+                    a3 += xi * load16(w + 48);
+                }
+                store16(yb + o, a0);
+                store16(yb + o + 16, a1);
+                store16(yb + o + 32, a2);
+                store16(yb + o + 48, a3);
+                panel += (size_t)in_total * 64;
+                o += 64;
+            } else if (out - o <= 8) {
+                int width = panel_width(out - o), n = out - o;
+                float acc[8] = {0};
+                if (accumulate) memcpy(acc, yb + o, (size_t)n * sizeof(float));
+                narrow_dispatch(width, in, n, xb, panel + (size_t)row0 * width, acc);
+                memcpy(yb + o, acc, (size_t)n * sizeof(float));
+                panel += (size_t)in_total * width;
+                o += width;
+            } else {
+                int n = out - o < 16 ? out - o : 16;
+                const float *w = panel + (size_t)row0 * 16;
+                /* One accumulator would wait a full FMA latency per input;
+                 * four partial sums over interleaved inputs do not. */
+                vf16 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                if (accumulate) memcpy(&a0, yb + o, (size_t)n * sizeof(float));
+                int i = 0;
+                for (; i + 4 <= in; i += 4, w += 64) {
+                    a0 += splat16(xb[i]) * load16(w);
+                    a1 += splat16(xb[i + 1]) * load16(w + 16);
+                    a2 += splat16(xb[i + 2]) * load16(w + 32);
+                    a3 += splat16(xb[i + 3]) * load16(w + 48);
+                }
+                for (; i < in; i++, w += 16) a0 += splat16(xb[i]) * load16(w);
+                a0 = (a0 + a1) + (a2 + a3);
+                memcpy(yb + o, &a0, (size_t)n * sizeof(float));
+                panel += (size_t)in_total * 16;
+                o += 16;
+            }
+        }
+    }
 }
 
 /* One stream: y = epi(init + x W) over rows [row0, row0 + in), panel by
@@ -479,8 +407,6 @@ ELM_WIDE static void matvec_fused_wide(int in, int out, const float *x, const fl
         }
     }
 }
-#endif
-
 /* Register blocking for several streams: R rows of x against one column
  * panel, the panel's weights loaded once per input and reused R times, so
  * the weights are read from cache once per R streams instead of once per
@@ -488,10 +414,9 @@ ELM_WIDE static void matvec_fused_wide(int in, int out, const float *x, const fl
  * R = 6), 16-wide ones R. y is accumulated into (it holds the bias, or
  * more); n_last = valid columns of a 16-wide panel. */
 #define ELM_ROWS 6
-static inline __attribute__((always_inline)) void rows_panel64(const int R, int in,
-                                                               const float *x, size_t ldx,
-                                                               const float *w, float *y,
-                                                               size_t ldy) {
+ELM_WIDE static inline __attribute__((always_inline)) void
+rows_panel64(const int R, int in, const float *x, size_t ldx,
+             const float *w, float *y, size_t ldy) {
     vf16 acc[ELM_ROWS][4];
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++)
@@ -514,10 +439,9 @@ static inline __attribute__((always_inline)) void rows_panel64(const int R, int 
         for (int q = 0; q < 4; q++) store16(y + (size_t)r * ldy + 16 * q, acc[r][q]);
 }
 
-static inline __attribute__((always_inline)) void rows_panel16(const int R, int in, int n_last,
-                                                               const float *x, size_t ldx,
-                                                               const float *w, float *y,
-                                                               size_t ldy) {
+ELM_WIDE static inline __attribute__((always_inline)) void
+rows_panel16(const int R, int in, int n_last, const float *x,
+             size_t ldx, const float *w, float *y, size_t ldy) {
     vf16 acc[ELM_ROWS];
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++) {
@@ -533,10 +457,9 @@ static inline __attribute__((always_inline)) void rows_panel16(const int R, int 
     for (int r = 0; r < R; r++) memcpy(y + (size_t)r * ldy, &acc[r], (size_t)n_last * sizeof(float));
 }
 
-static inline __attribute__((always_inline)) void rows_block(const int R, int in, int out,
-                                                             const float *x, size_t ldx,
-                                                             const float *panels, int in_total,
-                                                             int row0, float *y, size_t ldy) {
+ELM_WIDE static inline __attribute__((always_inline)) void
+rows_block(const int R, int in, int out, const float *x,
+           size_t ldx, const float *panels, int in_total, int row0, float *y, size_t ldy) {
     const float *panel = panels;
     for (int o = 0; o < out;) {
         if (out - o >= 64) {
@@ -582,6 +505,33 @@ ELM_WIDE static void matmul_rows_wide(int B, int in, int out, const float *x, si
     case 1: rows_block(1, in, out, xb, ldx, panels, in_total, row0, yb, ldy); break;
     default: break;
     }
+}
+
+#endif /* ELM_PANEL_DISPATCH || __AVX512F__ */
+
+/* The epilogue of one panel of elm__matvec_fused: t holds the panel's
+ * width (64 or 16, a constant after inlining, so the loops vectorise with
+ * no scalar tail) of bias + x W; n of them are valid outputs. The padding
+ * lanes are computed too (finite: they hold bias-free zeros) and dropped. */
+static inline __attribute__((always_inline)) void fused_epilogue(const int width, float *t, int o,
+                                                                 int n, int epi, float *y,
+                                                                 const float *kappa,
+                                                                 const float *coef, float *mem) {
+    if (epi == ELM_EPI_RELU) {
+        for (int i = 0; i < width; i++) t[i] = t[i] > 0.0f ? t[i] : 0.0f;
+    } else if (epi == ELM_EPI_SILU) {
+        for (int i = 0; i < width; i++) t[i] = t[i] / (1.0f + exp_inline(-t[i]));
+    } else if (epi == ELM_EPI_MEMORY) {
+        /* elm__memory_update's formula, on the panel while it is in L1 */
+        for (int i = 0; i < width; i++) {
+            float a = t[i] * (2.0f / 3.0f);
+            float e = exp_inline(-2.0f * fabsf(a));
+            t[i] = 1.7159f * copysignf((1.0f - e) / (1.0f + e), a);
+        }
+        for (int i = 0; i < n; i++) mem[o + i] = kappa[o + i] * mem[o + i] + coef[o + i] * t[i];
+        return;
+    }
+    memcpy(y + o, t, (size_t)n * sizeof *y);
 }
 
 /* Plain panel kernels. GCC lowers the 16-float vectors above piece by
