@@ -51,6 +51,26 @@ typedef struct elm_layer {
     const float *b; /* (out) */
 } elm_layer;
 
+/* One input's drive as a window: it adds w[q] x to trace first + q for
+ * the q in [0, n) whose bits are set in `lanes` (bit t: trace t, so
+ * lanes = (2^n - 1) << first; 0 for an input that feeds nothing). With at
+ * most 64 traces the drive then fits in four 16-float registers (see
+ * kernels/drive.c). 32 bytes: one load per input. */
+typedef struct elm_drive_win {
+    float w[4];
+    uint64_t lanes;
+    int32_t first, unused[3];
+} elm_drive_win;
+
+/* The input -> trace drive as the drive kernels take it: the model's CSR
+ * (drive_ptr, drive_tgt, drive_w) and its windows, or NULL. */
+typedef struct elm_drive {
+    const int32_t *ptr, *tgt;
+    const float *w;
+    const elm_drive_win *win;
+    int n_trace;
+} elm_drive;
+
 struct elm_model {
     elm_config cfg; /* resolved: derived sizes filled in */
     int version;    /* ELM_V1 | ELM_V2 */
@@ -88,6 +108,10 @@ struct elm_model {
     int32_t *drive_ptr; /* (n_in + 1) */
     int32_t *drive_tgt; /* (nnz) */
     float *drive_w;     /* (nnz) */
+    /* The same drive as windows (elm_drive_win) when every input feeds a
+     * run of at most 4 consecutive traces and n_trace <= 64, else NULL. */
+    elm_drive_win *drive_win; /* (n_in) */
+    elm_drive drive;          /* the arrays above, for the drive kernels */
     elm_layer *layers;  /* (L + 1) MLP layers; layers[0].in = n_b + n_m */
     elm_layer readout;  /* (n_m -> n_out) */
     float *prep;        /* storage of the derived arrays */
@@ -199,16 +223,16 @@ void elm__layer_product(int B, const elm_layer *l, int row0, int in, const float
  * or -1. blocks, unless NULL, receives the non-zero 16-blocks of x as
  * elm__nonzero_blocks writes them (ceil(n_in / 1024) words). */
 int elm__drive_row(const elm_model *m, const float *x, float *d, uint64_t *blocks);
-/* kernels/vec.c: d (n_trace) += x (n) W_in over the non-zero inputs, W_in
- * in CSR form (ptr, tgt, w as in elm_model); stops at the first non-finite
- * input and returns its index (else -1); blocks as for elm__drive_row. */
-int elm__drive_scan(const float *x, int n, const int32_t *ptr, const int32_t *tgt, const float *w,
-                    float *d, uint64_t *blocks);
-/* kernels/vec.c: d (n_trace) += the drive of n events (channels ch, values
- * val, or 1 each when val is NULL), in the order given; channels already
- * checked to lie in [0, n_in). */
-void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
-                       const int32_t *tgt, const float *w, float *d);
+/* kernels/drive.c: d (dr->n_trace) += x (n) W_in over the non-zero inputs;
+ * stops at the first non-finite input and returns its index (else -1);
+ * blocks as for elm__drive_row. Windows when dr->win, else the CSR. */
+int elm__drive_scan(const float *x, int n, const elm_drive *dr, float *d, uint64_t *blocks);
+/* kernels/drive.c: d (dr->n_trace) += the drive of n events (channels ch,
+ * values val, or 1 each when val is NULL), in the order given; channels
+ * already checked to lie in [0, n_in). Bit-identical to elm__drive_scan
+ * of the dense row when the channels increase. */
+void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const elm_drive *dr,
+                       float *d);
 /* A forward's input: dense rows of x, or events in CSR form. Row r is
  * stream b at step t, r = b * T + t as in x (B, T, n_in), unless tmajor
  * is set (the tape's own recorded events: r = t * tmajor + b). Offsets

@@ -181,6 +181,7 @@ ELM_API void elm_model_free(elm_model *m) {
     free(m->drive_ptr);
     free(m->drive_tgt);
     free(m->drive_w);
+    free(m->drive_win);
     free(m->prep);
     elm__meta_clear(m);
     free(m);

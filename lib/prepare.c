@@ -73,6 +73,37 @@ static void fill_drive(elm_model *m) {
     m->drive_ptr[m->n_in] = nnz;
 }
 
+/* The drive as windows (elm_drive_win) when the CSR allows it: at most 64
+ * traces, and each input's entries (targets ascending) a run of at most 4
+ * consecutive traces. True of NeuronIO's routing (overlapping windows of
+ * consecutive branches) and of models without routing and <= 64 inputs.
+ * Otherwise drive_win is released and the CSR is used. */
+static int fill_drive_win(elm_model *m) {
+    bool fits = m->n_trace <= 64;
+    for (int i = 0; fits && i < m->n_in; i++) {
+        int32_t a = m->drive_ptr[i], n = m->drive_ptr[i + 1] - a;
+        fits = n <= 4;
+        for (int32_t q = 1; fits && q < n; q++) fits = m->drive_tgt[a + q] == m->drive_tgt[a] + q;
+    }
+    if (!fits) {
+        free(m->drive_win);
+        m->drive_win = NULL;
+        return ELM_OK;
+    }
+    if (!m->drive_win &&
+        !(m->drive_win = aligned_alloc(64, ((size_t)m->n_in * sizeof(elm_drive_win) + 63) / 64 * 64)))
+        return ELM_E_NOMEM;
+    for (int i = 0; i < m->n_in; i++) {
+        elm_drive_win *e = &m->drive_win[i];
+        int32_t a = m->drive_ptr[i], n = m->drive_ptr[i + 1] - a;
+        memset(e, 0, sizeof *e);
+        e->first = n ? m->drive_tgt[a] : 0;
+        for (int32_t q = 0; q < n; q++) e->w[q] = m->drive_w[a + q];
+        e->lanes = n ? (((uint64_t)1 << n) - 1) << e->first : 0;
+    }
+    return ELM_OK;
+}
+
 /* dst (in, out) = src (out, in) transposed. */
 static void transpose(const float *src, int out, int in, float *dst) {
     for (int c = 0; c < in; c++)
@@ -178,5 +209,7 @@ int elm__model_prepare(elm_model *m) {
     if ((m->routing_dirty || !m->syn_ptr) && build_synapse_lists(m) != ELM_OK)
         return elm__fail(ELM_E_NOMEM, "model: out of memory");
     fill_drive(m);
+    if (fill_drive_win(m) != ELM_OK) return elm__fail(ELM_E_NOMEM, "model: out of memory");
+    m->drive = (elm_drive){m->drive_ptr, m->drive_tgt, m->drive_w, m->drive_win, m->n_trace};
     return ELM_OK;
 }

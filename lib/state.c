@@ -202,7 +202,7 @@ ELM_API int elm_state_reset(elm_state *s, int64_t stream) {
  * input, or -1. Zeros are skipped: spike input costs only its events. */
 int elm__drive_row(const elm_model *m, const float *x, float *d, uint64_t *blocks) {
     memset(d, 0, (size_t)m->n_trace * sizeof *d);
-    return elm__drive_scan(x, m->n_in, m->drive_ptr, m->drive_tgt, m->drive_w, d, blocks);
+    return elm__drive_scan(x, m->n_in, &m->drive, d, blocks);
 }
 
 /* c (n_b) = branch input from a trace row. */
@@ -231,8 +231,7 @@ int elm__input_drive(const elm_model *m, const elm_input *in, size_t r, float *d
     if (in->x) return elm__drive_row(m, in->x + r * (size_t)m->n_in, d, NULL);
     memset(d, 0, (size_t)m->n_trace * sizeof *d);
     int64_t a = in->off[r], b = in->off[r + 1];
-    elm__drive_events(in->ch + a, in->val ? in->val + a : NULL, b - a, m->drive_ptr, m->drive_tgt,
-                      m->drive_w, d);
+    elm__drive_events(in->ch + a, in->val ? in->val + a : NULL, b - a, &m->drive, d);
     return -1;
 }
 

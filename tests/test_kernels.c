@@ -258,6 +258,151 @@ static void test_panels_on_cache_lines(void **st) {
     }
 }
 
+static uint64_t lcg_next(uint64_t *s) {
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *s >> 33;
+}
+
+/* A random window table over n_in inputs and n_trace traces (counts 0-4)
+ * and the same drive as a CSR, ascending targets, as prepare builds it. */
+typedef struct drive_case {
+    elm_drive_win win[200];
+    int32_t ptr[201], tgt[800];
+    float w[800];
+} drive_case;
+
+static void make_drive_case(drive_case *c, int n_in, int n_trace, uint64_t *seed) {
+    int32_t nnz = 0;
+    memset(c->win, 0, sizeof c->win);
+    for (int i = 0; i < n_in; i++) {
+        c->ptr[i] = nnz;
+        int n = (int)(lcg_next(seed) % 5);
+        if (n > n_trace) n = n_trace;
+        int first = n ? (int)(lcg_next(seed) % (uint64_t)(n_trace - n + 1)) : 0;
+        c->win[i].first = first;
+        c->win[i].lanes = n ? (((uint64_t)1 << n) - 1) << first : 0;
+        for (int q = 0; q < n; q++) {
+            float w = (float)((int)(lcg_next(seed) % 2001) - 1000) * 1.37e-3f;
+            c->win[i].w[q] = w;
+            c->tgt[nnz] = first + q;
+            c->w[nnz++] = w;
+        }
+    }
+    c->ptr[n_in] = nnz;
+}
+
+/* The window kernels give the CSR kernels' bits, dense and from events, for
+ * every register count (1 to 64 traces), write nothing past n_trace, and
+ * agree with a double-precision sum; the dense scan stops at the first
+ * non-finite input as the CSR scan does. */
+static void test_drive_windows(void **st) {
+    (void)st;
+    static drive_case c;
+    enum { N_IN = 200, GUARD = 8 };
+    uint64_t seed = 11;
+    const int traces[] = {1, 5, 16, 17, 31, 45, 48, 64};
+    for (size_t ti = 0; ti < sizeof traces / sizeof *traces; ti++) {
+        int nt = traces[ti];
+        make_drive_case(&c, N_IN, nt, &seed);
+        elm_drive csr = {c.ptr, c.tgt, c.w, NULL, nt}, win = csr;
+        win.win = c.win;
+        for (int row = 0; row < 40; row++) {
+            float x[N_IN] = {0}, val[N_IN];
+            int32_t ch[N_IN];
+            int64_t n = 0;
+            for (int i = 0; i < N_IN; i++)
+                if (lcg_next(&seed) % 100 < 8) {
+                    x[i] = (float)((int)(lcg_next(&seed) % 401) - 200) * 0.0173f;
+                    if (x[i] == 0.0f) continue;
+                    ch[n] = i;
+                    val[n++] = x[i];
+                }
+            if (row % 5 == 4) x[(row * 37) % N_IN] = row % 10 == 4 ? NAN : -INFINITY;
+            float da[64 + GUARD], db[64 + GUARD];
+            uint64_t ba[1] = {0}, bb[1] = {0};
+            for (int t = 0; t < 64 + GUARD; t++) da[t] = db[t] = t < nt ? 0.0f : 7.0f;
+            int ra = elm__drive_scan(x, N_IN, &csr, da, ba);
+            int rb = elm__drive_scan(x, N_IN, &win, db, bb);
+            assert_int_equal(ra, rb);
+            assert_memory_equal(da, db, sizeof da);
+            if (ra < 0) assert_true(ba[0] == bb[0]);
+            for (int t = nt; t < 64 + GUARD; t++) assert_true(db[t] == 7.0f);
+            /* events: the same inputs, and once in reverse order */
+            for (int rev = 0; rev < 2; rev++) {
+                int32_t chr[N_IN];
+                float vr[N_IN];
+                for (int64_t k = 0; k < n; k++) {
+                    chr[k] = rev ? ch[n - 1 - k] : ch[k];
+                    vr[k] = rev ? val[n - 1 - k] : val[k];
+                }
+                for (int t = 0; t < 64 + GUARD; t++) da[t] = db[t] = t < nt ? 0.5f : 7.0f;
+                elm__drive_events(chr, vr, n, &csr, da);
+                elm__drive_events(chr, vr, n, &win, db);
+                assert_memory_equal(da, db, sizeof da);
+                for (int t = 0; t < nt; t++) {
+                    double want = 0.5;
+                    for (int64_t k = 0; k < n; k++)
+                        for (int32_t e = c.ptr[chr[k]]; e < c.ptr[chr[k] + 1]; e++)
+                            if (c.tgt[e] == t) want += (double)c.w[e] * vr[k];
+                    assert_true(fabs(db[t] - want) <= 1e-5 * (1 + fabs(want)));
+                }
+                for (int t = nt; t < 64 + GUARD; t++) assert_true(db[t] == 7.0f);
+            }
+            /* values NULL: every event is 1 */
+            for (int t = 0; t < 64 + GUARD; t++) da[t] = db[t] = 0.0f;
+            elm__drive_events(ch, NULL, n, &csr, da);
+            elm__drive_events(ch, NULL, n, &win, db);
+            assert_memory_equal(da, db, sizeof da);
+        }
+    }
+}
+
+/* prepare chooses windows exactly where they apply: NeuronIO's routing and
+ * a small model without routing get them; a model with over 64 traces, and
+ * one whose routing sends an input to non-adjacent branches, keep the CSR
+ * alone (and the latter gets windows back when its routing allows). */
+static elm_model *small_model(int n_in, int n_b, int k, int routing) {
+    elm_config *c = NULL;
+    elm_model *m = NULL;
+    assert_int_equal(elm_config_create(&c), ELM_OK);
+    assert_int_equal(elm_config_set(c, ELM_NUM_INPUT, n_in), ELM_OK);
+    assert_int_equal(elm_config_set(c, ELM_NUM_OUTPUT, 2), ELM_OK);
+    assert_int_equal(elm_config_set(c, ELM_NUM_MEMORY, 8), ELM_OK);
+    assert_int_equal(elm_config_set(c, ELM_NUM_BRANCH, n_b), ELM_OK);
+    assert_int_equal(elm_config_set(c, ELM_SYNAPSES_PER_BRANCH, k), ELM_OK);
+    assert_int_equal(elm_config_set(c, ELM_ROUTING, routing), ELM_OK);
+    assert_int_equal(elm_model_create(c, 1, &m), ELM_OK);
+    elm_config_free(c);
+    return m;
+}
+
+static void test_drive_windows_chosen(void **st) {
+    (void)st;
+    elm_model *m = small_model(1278, 45, 100, ELM_ROUTING_NEURONIO);
+    assert_non_null(m->drive_win);
+    assert_ptr_equal(m->drive.win, m->drive_win);
+    elm_model_free(m);
+    m = small_model(40, 0, 1, ELM_ROUTING_NONE);
+    assert_non_null(m->drive_win);
+    elm_model_free(m);
+    m = small_model(70, 0, 1, ELM_ROUTING_NONE);
+    assert_null(m->drive_win);
+    assert_null(m->drive.win);
+    elm_model_free(m);
+    /* 4 branches of 2 synapses: input 0 feeds branches 0 and 2 */
+    m = small_model(4, 4, 2, ELM_ROUTING_RANDOM);
+    int64_t idx[8] = {0, 1, 1, 2, 0, 3, 3, 2};
+    uint8_t mask[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    assert_int_equal(elm_model_set_routing(m, idx, mask, 8), ELM_OK);
+    assert_null(m->drive_win);
+    assert_null(m->drive.win);
+    int64_t adj[8] = {0, 0, 1, 1, 2, 2, 3, 3};
+    assert_int_equal(elm_model_set_routing(m, adj, mask, 8), ELM_OK);
+    assert_non_null(m->drive_win);
+    assert_ptr_equal(m->drive.win, m->drive_win);
+    elm_model_free(m);
+}
+
 int main(void) {
     elm__gemm_init();
     const struct CMUnitTest tests[] = {
@@ -268,6 +413,8 @@ int main(void) {
         cmocka_unit_test(test_nonzero_blocks),
         cmocka_unit_test(test_reference_gemm_transposes),
         cmocka_unit_test(test_panels_on_cache_lines),
+        cmocka_unit_test(test_drive_windows),
+        cmocka_unit_test(test_drive_windows_chosen),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }

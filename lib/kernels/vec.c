@@ -124,12 +124,16 @@ static inline __mmask16 first_lanes(int n) {
 
 /* The first n floats at p, zeros after; nothing past p + n is read. */
 ELM_WIDE static inline vf16 loadn16(const float *p, int n) {
+    if (n >= 16) return load16(p);
     return (vf16)_mm512_maskz_loadu_ps(first_lanes(n), p);
 }
 
 /* The first n lanes of v to p; nothing past p + n is written. */
 ELM_WIDE static inline void storen16(float *p, vf16 v, int n) {
-    _mm512_mask_storeu_ps(p, first_lanes(n), (__m512)v);
+    if (n >= 16)
+        store16(p, v);
+    else
+        _mm512_mask_storeu_ps(p, first_lanes(n), (__m512)v);
 }
 
 /* exp_inline on 16 lanes, operation for operation (the same expressions,
@@ -720,216 +724,6 @@ void elm__matvec_fused(ELM_FUSED_ARGS) {
 }
 void elm__matmul_rows(ELM_ROWS_ARGS) {
     matmul_small_plain(B, in, out, x, ldx, panels, in_total, row0, y, ldy, 1);
-}
-#endif
-
-/* Which 16-float blocks hold a value other than +-0. The tail block and the
- * portable version test 64-bit words of magnitude bits; on x86-64 the
- * loader picks an AVX-512 or AVX2 version (one vector test per block). */
-static void nonzero_tail(const float *x, int n, uint64_t *bits, int k0) {
-    for (int k = k0; k * 16 < n; k++) {
-        uint32_t any = 0;
-        for (int i = k * 16; i < n && i < k * 16 + 16; i++) {
-            uint32_t u;
-            memcpy(&u, &x[i], sizeof u);
-            any |= u & 0x7fffffffu;
-        }
-        if (any) bits[k / 64] |= (uint64_t)1 << (k % 64);
-    }
-}
-
-static void clear_bits(int n, uint64_t *bits) {
-    int nblk = (n + 15) / 16;
-    for (int w = 0; w < (nblk + 63) / 64; w++) bits[w] = 0;
-}
-
-static void nonzero_blocks_portable(const float *x, int n, uint64_t *bits) {
-    const uint64_t mag = 0x7fffffff7fffffffULL;
-    clear_bits(n, bits);
-    for (int k = 0; k < n / 16; k++) {
-        uint64_t v[8], any = 0;
-        memcpy(v, x + (size_t)k * 16, sizeof v);
-        for (int q = 0; q < 8; q++) any |= v[q];
-        if (any & mag) bits[k / 64] |= (uint64_t)1 << (k % 64);
-    }
-    nonzero_tail(x, n, bits, n / 16);
-}
-
-#if defined(ELM_HAVE_IFUNC)
-#include <immintrin.h>
-
-__attribute__((target("avx512f"))) static void nonzero_blocks_avx512(const float *x, int n,
-                                                                      uint64_t *bits) {
-    const __m512i mag = _mm512_set1_epi32(0x7fffffff);
-    clear_bits(n, bits);
-    for (int k = 0; k < n / 16; k++) {
-        __m512i v = _mm512_loadu_si512((const void *)(x + (size_t)k * 16));
-        if (_mm512_test_epi32_mask(v, mag)) bits[k / 64] |= (uint64_t)1 << (k % 64);
-    }
-    nonzero_tail(x, n, bits, n / 16);
-}
-
-__attribute__((target("avx2"))) static void nonzero_blocks_avx2(const float *x, int n,
-                                                                 uint64_t *bits) {
-    const __m256i mag = _mm256_set1_epi32(0x7fffffff);
-    clear_bits(n, bits);
-    for (int k = 0; k < n / 16; k++) {
-        __m256i a = _mm256_loadu_si256((const __m256i *)(x + (size_t)k * 16));
-        __m256i b = _mm256_loadu_si256((const __m256i *)(x + (size_t)k * 16 + 8));
-        if (!_mm256_testz_si256(_mm256_or_si256(a, b), mag)) bits[k / 64] |= (uint64_t)1 << (k % 64);
-    }
-    nonzero_tail(x, n, bits, n / 16);
-}
-
-typedef void nonzero_fn(const float *, int, uint64_t *);
-static nonzero_fn *resolve_nonzero_blocks(void) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return nonzero_blocks_avx512;
-    if (__builtin_cpu_supports("avx2")) return nonzero_blocks_avx2;
-    return nonzero_blocks_portable;
-}
-void elm__nonzero_blocks(const float *x, int n, uint64_t *bits)
-    __attribute__((ifunc("resolve_nonzero_blocks")));
-#else
-void elm__nonzero_blocks(const float *x, int n, uint64_t *bits) {
-    nonzero_blocks_portable(x, n, bits);
-}
-#endif
-
-/* The sparse drive d += x W_in over the non-zero inputs (elm__drive_scan in
- * elm_internal.h). Portable: the block scan, then the elements of each
- * non-zero block. */
-static int drive_scan_portable(const float *x, int n, const int32_t *ptr, const int32_t *tgt,
-                               const float *w, float *d, uint64_t *blocks) {
-    /* Spans of 64 x 64 blocks so the bit set fits on the stack. */
-    enum { SPAN = 64 * 64 * 16 };
-    uint64_t local[64];
-    for (int base = 0; base < n; base += SPAN) {
-        int len = n - base < SPAN ? n - base : SPAN;
-        uint64_t *bits = blocks ? blocks + base / 1024 : local;
-        elm__nonzero_blocks(x + base, len, bits);
-        for (int wd = 0; wd < (len + 1023) / 1024; wd++)
-            for (uint64_t word = bits[wd]; word; word &= word - 1) {
-                int i0 = base + (wd * 64 + __builtin_ctzll(word)) * 16;
-                int i1 = i0 + 16 < n ? i0 + 16 : n;
-                for (int i = i0; i < i1; i++) {
-                    float v = x[i];
-                    if (v == 0.0f) continue;
-                    if (!isfinite(v)) return i;
-                    for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
-                }
-            }
-    }
-    return -1;
-}
-
-#if defined(ELM_HAVE_IFUNC)
-/* One pass: per block of 16 inputs one load gives the lanes with a non-zero
- * magnitude and, among them, the non-finite ones (magnitude bits >= those of
- * Inf); the events are then visited by their lane bits, with no test per
- * element. The same entries are added in the same order as the portable
- * version, so d is bit-identical. */
-static inline __attribute__((always_inline, target("avx512f"))) int
-drive_scan_avx512_body(const float *x, int n, const int32_t *ptr, const int32_t *tgt,
-                       const float *w, float *d, uint64_t *blocks, const int want_blocks) {
-    const __m512i mag = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
-    int nblk = (n + 15) / 16;
-    uint64_t word = 0;
-    for (int k = 0; k < nblk; k++) {
-        int rest = n - k * 16;
-        __mmask16 valid = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
-        __m512i a = _mm512_and_si512(_mm512_maskz_loadu_epi32(valid, x + (size_t)k * 16), mag);
-        __mmask16 nz = _mm512_test_epi32_mask(a, a);
-        if (nz) {
-            word |= (uint64_t)1 << (k % 64);
-            __mmask16 bad = _mm512_mask_cmpge_epu32_mask(nz, a, inf);
-            /* elements after the first non-finite one are never added */
-            if (bad) nz &= (__mmask16)((1u << __builtin_ctz(bad)) - 1);
-            for (unsigned lanes = nz; lanes; lanes &= lanes - 1) {
-                int i = k * 16 + __builtin_ctz(lanes);
-                float v = x[i];
-                for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
-            }
-            if (bad) return k * 16 + __builtin_ctz(bad);
-        }
-        if (want_blocks && (k % 64 == 63 || k == nblk - 1)) {
-            blocks[k / 64] = word;
-            word = 0;
-        }
-    }
-    return -1;
-}
-
-/* Without `blocks` (the state's step and forward) the bit-set bookkeeping
- * is compiled out: in the B = 1 step it kept loop variables on the stack. */
-__attribute__((target("avx512f"))) static int drive_scan_avx512(const float *x, int n,
-                                                                 const int32_t *ptr,
-                                                                 const int32_t *tgt,
-                                                                 const float *w, float *d,
-                                                                 uint64_t *blocks) {
-    if (blocks) return drive_scan_avx512_body(x, n, ptr, tgt, w, d, blocks, 1);
-    return drive_scan_avx512_body(x, n, ptr, tgt, w, d, NULL, 0);
-}
-
-typedef int drive_scan_fn(const float *, int, const int32_t *, const int32_t *, const float *,
-                          float *, uint64_t *);
-static drive_scan_fn *resolve_drive_scan(void) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return drive_scan_avx512;
-    return drive_scan_portable;
-}
-int elm__drive_scan(const float *x, int n, const int32_t *ptr, const int32_t *tgt, const float *w,
-                    float *d, uint64_t *blocks) __attribute__((ifunc("resolve_drive_scan")));
-#else
-int elm__drive_scan(const float *x, int n, const int32_t *ptr, const int32_t *tgt, const float *w,
-                    float *d, uint64_t *blocks) {
-    return drive_scan_portable(x, n, ptr, tgt, w, d, blocks);
-}
-#endif
-
-/* The drive from events: d (n_trace) += sum over k < n of val[k] (1 when
- * val is NULL) times row ch[k] of W_in. Dispatched exactly as the dense
- * scan above (the avx512f build contracts the product into an FMA, the
- * baseline one does not), so the same products are added the same way in
- * the same order: events with increasing channels give a drive
- * bit-identical to the dense row's. The caller checked ch and val. */
-static inline __attribute__((always_inline)) void
-drive_events_body(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
-                  const int32_t *tgt, const float *w, float *d) {
-    for (int64_t k = 0; k < n; k++) {
-        int32_t i = ch[k];
-        float v = val ? val[k] : 1.0f;
-        for (int32_t e = ptr[i]; e < ptr[i + 1]; e++) d[tgt[e]] += w[e] * v;
-    }
-}
-
-static void drive_events_portable(const int32_t *ch, const float *val, int64_t n,
-                                  const int32_t *ptr, const int32_t *tgt, const float *w,
-                                  float *d) {
-    drive_events_body(ch, val, n, ptr, tgt, w, d);
-}
-
-#if defined(ELM_HAVE_IFUNC)
-__attribute__((target("avx512f"))) static void
-drive_events_avx512(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
-                    const int32_t *tgt, const float *w, float *d) {
-    drive_events_body(ch, val, n, ptr, tgt, w, d);
-}
-
-typedef void drive_events_fn(const int32_t *, const float *, int64_t, const int32_t *,
-                             const int32_t *, const float *, float *);
-static drive_events_fn *resolve_drive_events(void) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return drive_events_avx512;
-    return drive_events_portable;
-}
-void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
-                       const int32_t *tgt, const float *w, float *d)
-    __attribute__((ifunc("resolve_drive_events")));
-#else
-void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const int32_t *ptr,
-                       const int32_t *tgt, const float *w, float *d) {
-    drive_events_portable(ch, val, n, ptr, tgt, w, d);
 }
 #endif
 
