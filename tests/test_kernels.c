@@ -325,7 +325,11 @@ static void test_drive_windows(void **st) {
             int rb = elm__drive_scan(x, N_IN, &win, db, bb);
             assert_int_equal(ra, rb);
             assert_memory_equal(da, db, sizeof da);
-            if (ra < 0) assert_true(ba[0] == bb[0]);
+            if (ra < 0) {
+                uint64_t want[1];
+                elm__nonzero_blocks(x, N_IN, want);
+                assert_true(ba[0] == want[0] && bb[0] == want[0]);
+            }
             for (int t = nt; t < 64 + GUARD; t++) assert_true(db[t] == 7.0f);
             /* events: the same inputs, and once in reverse order */
             for (int rev = 0; rev < 2; rev++) {
@@ -353,6 +357,34 @@ static void test_drive_windows(void **st) {
             elm__drive_events(ch, NULL, n, &csr, da);
             elm__drive_events(ch, NULL, n, &win, db);
             assert_memory_equal(da, db, sizeof da);
+        }
+    }
+}
+
+/* The dense scan's block bit set over several words and scan spans (up to
+ * 9000 inputs), against elm__nonzero_blocks; -0 is no input. */
+static void test_drive_scan_blocks(void **st) {
+    (void)st;
+    enum { N = 9000 };
+    static float x[N];
+    static int32_t ptr[N + 1];
+    uint64_t got[(N + 1023) / 1024], want[(N + 1023) / 1024], seed = 5;
+    elm_drive dr = {ptr, NULL, NULL, NULL, 1};
+    for (int n = 1; n <= N; n += 1187) {
+        memset(x, 0, sizeof x);
+        for (int i = 0; i < n; i++) {
+            uint64_t r = lcg_next(&seed) % 1000;
+            if (r < 3) x[i] = 1.5f;
+            else if (r < 6) x[i] = -0.0f;
+        }
+        float d = 0;
+        memset(got, 0xff, sizeof got);
+        assert_int_equal(elm__drive_scan(x, n, &dr, &d, got), -1);
+        elm__nonzero_blocks(x, n, want);
+        for (int w = 0; w < (n + 1023) / 1024; w++) {
+            uint64_t valid = (n + 15) / 16 - w * 64 >= 64 ? ~(uint64_t)0
+                                                          : ((uint64_t)1 << ((n + 15) / 16 - w * 64)) - 1;
+            assert_true((got[w] & valid) == (want[w] & valid));
         }
     }
 }
@@ -414,6 +446,7 @@ int main(void) {
         cmocka_unit_test(test_reference_gemm_transposes),
         cmocka_unit_test(test_panels_on_cache_lines),
         cmocka_unit_test(test_drive_windows),
+        cmocka_unit_test(test_drive_scan_blocks),
         cmocka_unit_test(test_drive_windows_chosen),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);

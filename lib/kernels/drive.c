@@ -192,42 +192,60 @@ acc_add(const int nr, const elm_drive *dr, int i, float v, float *d, __m512 *acc
         csr_add(dr, i, v, d);
 }
 
-/* One pass: per block of 16 inputs one load gives the lanes with a non-zero
- * magnitude and, among them, the non-finite ones (magnitude bits >= those of
- * Inf); the inputs are then visited by their lane bits, with no test per
- * element. Without `blocks` (the state's step and forward) the bit-set
- * bookkeeping is compiled out: in the B = 1 step it kept loop variables on
- * the stack. */
+/* Lanes of x[0, rest) of a 16-float block (all 16 when rest >= 16). */
+static inline __mmask16 block_lanes(int rest) {
+    return rest >= 16 ? (__mmask16)0xffff : rest <= 0 ? (__mmask16)0 : (__mmask16)((1u << rest) - 1);
+}
+
+/* Two passes over spans of up to 64 x 64 inputs. First, per 64 inputs,
+ * four loads give a 64-bit word of the inputs with a non-zero magnitude
+ * and one of the non-finite ones (magnitude bits >= those of Inf), with no
+ * branch on the data; then the set bits are visited in order. Branching
+ * per 16-input block instead (taken for ~15 % of NeuronIO's blocks, at
+ * random) cost ~0.15 us per 1278-input row, mostly mispredictions; this
+ * way ~0.06 us. Inputs after the first non-finite one are never added.
+ * Without `blocks` (the state's step and forward) the bit-set bookkeeping
+ * is compiled out. */
 ELM_AVX512 static inline __attribute__((always_inline)) int
 scan_body(const int nr, const float *x, int n, const elm_drive *dr, float *d, uint64_t *blocks,
           const int want_blocks) {
+    enum { GROUPS = 64 };
     const __m512i mag = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
     __m512 acc[4];
     acc_load(nr, dr, d, acc);
-    int nblk = (n + 15) / 16, bad_at = -1;
-    uint64_t word = 0;
-    for (int k = 0; k < nblk; k++) {
-        int rest = n - k * 16;
-        __mmask16 valid = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
-        __m512i a = _mm512_and_si512(_mm512_maskz_loadu_epi32(valid, x + (size_t)k * 16), mag);
-        __mmask16 nz = _mm512_test_epi32_mask(a, a);
-        if (nz) {
-            word |= (uint64_t)1 << (k % 64);
-            __mmask16 bad = _mm512_mask_cmpge_epu32_mask(nz, a, inf);
-            /* elements after the first non-finite one are never added */
-            if (bad) nz &= (__mmask16)((1u << __builtin_ctz(bad)) - 1);
-            for (unsigned lanes = nz; lanes; lanes &= lanes - 1) {
-                int i = k * 16 + __builtin_ctz(lanes);
-                acc_add(nr, dr, i, x[i], d, acc);
+    int bad_at = -1;
+    for (int base = 0; base < n && bad_at < 0; base += GROUPS * 64) {
+        uint64_t nzw[GROUPS];
+        int ng = (n - base + 63) / 64 < GROUPS ? (n - base + 63) / 64 : GROUPS;
+        for (int g = 0; g < ng; g++) {
+            uint64_t nz = 0, bad = 0;
+            for (int q = 0; q < 4; q++) {
+                int i0 = base + g * 64 + q * 16;
+                __m512i a = _mm512_and_si512(
+                    _mm512_maskz_loadu_epi32(block_lanes(n - i0), x + (size_t)i0), mag);
+                nz |= (uint64_t)_mm512_test_epi32_mask(a, a) << (16 * q);
+                bad |= (uint64_t)_mm512_cmpge_epu32_mask(a, inf) << (16 * q);
             }
-            if (bad) {
-                bad_at = k * 16 + __builtin_ctz(bad);
+            if (bad) { /* rare: stop the span here */
+                nzw[g] = nz & (((uint64_t)1 << __builtin_ctzll(bad)) - 1);
+                bad_at = base + g * 64 + __builtin_ctzll(bad);
+                ng = g + 1;
                 break;
             }
+            nzw[g] = nz;
         }
-        if (want_blocks && (k % 64 == 63 || k == nblk - 1)) {
-            blocks[k / 64] = word;
-            word = 0;
+        for (int g = 0; g < ng; g++) {
+            for (uint64_t w = nzw[g]; w; w &= w - 1) {
+                int i = base + g * 64 + __builtin_ctzll(w);
+                acc_add(nr, dr, i, x[i], d, acc);
+            }
+            if (want_blocks && bad_at < 0) {
+                uint64_t bits = 0;
+                for (int q = 0; q < 4; q++) bits |= (uint64_t)(((nzw[g] >> (16 * q)) & 0xffff) != 0) << q;
+                int k = (base + g * 64) / 16;
+                if (k % 64 == 0) blocks[k / 64] = 0;
+                blocks[k / 64] |= bits << (k % 64);
+            }
         }
     }
     acc_store(nr, dr, d, acc);
