@@ -270,6 +270,40 @@ static void state_product(int B, const elm_layer *l, int row0, int in, const flo
         elm__matmul_rows(B, in, l->out, x, ldx, l->panels, l->in, row0, y, ldy);
 }
 
+/* The MLP and memory update of one stream: u (n_b + n_m) holds the branch
+ * input (unless branch_done: h then holds layer 0's bias plus the branch
+ * part) and kappa_m * m. Each product starts from its bias (or from h) and
+ * applies the activation, or at the last layer the memory update, per
+ * panel (elm__matvec_fused): no separate passes over h. Hidden layer i
+ * writes bufs[(i - 1) % 2], never the buffer it reads. */
+static void mlp_one(const elm_model *m, const float *u, bool branch_done, float *h,
+                    float *const bufs[2], float *mem) {
+    const elm_layer *l0 = &m->layers[0];
+    int act = m->act == ELM_SILU ? ELM_EPI_SILU : ELM_EPI_RELU;
+    int epi0 = m->L > 0 ? act : ELM_EPI_MEMORY;
+    if (branch_done)
+        elm__matvec_fused(m->n_m, l0->out, u + m->n_b, l0->panels, l0->in, m->n_b, h, h, epi0,
+                          m->kappa_m, m->mem_coef, mem);
+    else
+        elm__matvec_fused(m->n_b + m->n_m, l0->out, u, l0->panels, l0->in, 0, l0->b, h, epi0,
+                          m->kappa_m, m->mem_coef, mem);
+    const float *cur = h;
+    for (int i = 1; i <= m->L; i++) {
+        const elm_layer *l = &m->layers[i];
+        float *next = bufs[(i - 1) % 2];
+        elm__matvec_fused(l->in, l->out, cur, l->panels, l->in, 0, l->b, next,
+                          i == m->L ? ELM_EPI_MEMORY : act, m->kappa_m, m->mem_coef, mem);
+        cur = next;
+    }
+}
+
+/* y (n_out) = W_y m + b_y for one stream. */
+static void readout_one(const elm_model *m, const float *mem, float *y) {
+    const elm_layer *r = &m->readout;
+    elm__matvec_fused(m->n_m, m->n_out, mem, r->panels, r->in, 0, r->b, y, ELM_EPI_NONE, NULL,
+                      NULL, NULL);
+}
+
 /* The recurrent part of one step for the group's streams. With
  * `branch_done` h (B, out0) holds the layer-0 bias plus the branch part
  * (sequence path) and g->u's branch columns are not read; without it h
@@ -286,28 +320,8 @@ static void recurrent_step(const elm_state *s, group *g, float *h, bool branch_d
     }
     const elm_layer *l0 = &m->layers[0];
     if (B == 1) {
-        /* One stream: each product starts from its bias (or from h) and
-         * applies the activation, or at the last layer the memory update,
-         * per panel (elm__matvec_fused): no separate passes over h. */
-        int act = m->act == ELM_SILU ? ELM_EPI_SILU : ELM_EPI_RELU;
-        int epi0 = m->L > 0 ? act : ELM_EPI_MEMORY;
-        /* Without the branch part in h, layer 0 starts from its bias. */
-        const float *init = branch_done ? h : l0->b;
-        if (branch_done)
-            elm__matvec_fused(m->n_m, l0->out, g->u + m->n_b, l0->panels, l0->in, m->n_b, init, h,
-                              epi0, m->kappa_m, m->mem_coef, g->mem);
-        else
-            elm__matvec_fused(nu, l0->out, g->u, l0->panels, l0->in, 0, init, h, epi0, m->kappa_m,
-                              m->mem_coef, g->mem);
-        float *bufs1[2] = {h == g->h0 ? g->h1 : g->h0, h == g->h0 ? g->h0 : g->h1};
-        float *cur1 = h;
-        for (int i = 1; i <= m->L; i++) {
-            const elm_layer *l = &m->layers[i];
-            float *next = bufs1[(i - 1) % 2];
-            elm__matvec_fused(l->in, l->out, cur1, l->panels, l->in, 0, l->b, next,
-                              i == m->L ? ELM_EPI_MEMORY : act, m->kappa_m, m->mem_coef, g->mem);
-            cur1 = next;
-        }
+        float *bufs[2] = {h == g->h0 ? g->h1 : g->h0, h == g->h0 ? g->h0 : g->h1};
+        mlp_one(m, g->u, branch_done, h, bufs, g->mem);
         return;
     }
     if (branch_done)
@@ -363,13 +377,40 @@ static void step_rest(const elm_state *s, group *g, float *y) {
     if (B > 1) elm__fill_rows(g->h0, m->layers[0].b, (size_t)B, m->layers[0].out);
     recurrent_step(s, g, g->h0, false);
     if (y && B == 1) {
-        const elm_layer *r = &m->readout;
-        elm__matvec_fused(m->n_m, m->n_out, g->mem, r->panels, r->in, 0, r->b, y, ELM_EPI_NONE,
-                          NULL, NULL, NULL);
+        readout_one(m, g->mem, y);
     } else if (y) {
         elm__fill_rows(y, m->readout.b, (size_t)B, m->n_out);
         state_product(B, &m->readout, 0, m->n_m, g->mem, (size_t)m->n_m, y, (size_t)m->n_out);
     }
+}
+
+/* One step of a one-stream state on the calling thread (a simulator's
+ * step): step_drive and step_rest for B = 1 without their loops over
+ * streams, the trace leak writing the branch input in the same pass. */
+static bool step_one(const elm_state *s, const elm_input *in, float *y) {
+    const elm_model *m = s->model;
+    int nb = m->n_b, nm = m->n_m, nt = m->n_trace;
+    float *d = s->d, *tr = s->trace, *u = s->u, *mem = s->mem;
+    int bad = elm__input_drive(m, in, 0, d);
+    if (bad >= 0) {
+        group *g = &s->groups[0];
+        g->bad = 1;
+        g->bad_t = 0;
+        g->bad_b = 0;
+        g->bad_i = bad;
+        return false;
+    }
+    if (m->collapsed) {
+        for (int i = 0; i < nt; i++) u[i] = tr[i] = m->kappa_trace[i] * tr[i] + d[i];
+    } else {
+        for (int i = 0; i < nt; i++) tr[i] = m->kappa_trace[i] * tr[i] + d[i];
+        elm__branch_input(m, tr, u);
+    }
+    for (int i = 0; i < nm; i++) u[nb + i] = m->kappa_m[i] * mem[i];
+    float *bufs[2] = {s->h1, s->h0};
+    mlp_one(m, u, false, s->h0, bufs, mem);
+    if (y) readout_one(m, mem, y);
+    return true;
 }
 
 /* Work handed to the pool: one group per part. */
@@ -437,9 +478,13 @@ static const group *state_step(elm_state *s, const elm_input *in, float *y) {
     const group *bad;
     if (s->n_threads == 1) {
         group *g = &s->groups[0];
-        group_view(s, 0, s->B, g);
-        bad = step_drive(s, g, in) ? NULL : g;
-        if (!bad) step_rest(s, g, y);
+        if (s->B == 1) {
+            bad = step_one(s, in, y) ? NULL : g;
+        } else {
+            group_view(s, 0, s->B, g);
+            bad = step_drive(s, g, in) ? NULL : g;
+            if (!bad) step_rest(s, g, y);
+        }
     } else {
         job j = {.s = s, .in = *in, .y = y, .forward = false};
         elm__pool_run(s->pool, run_part, &j);
