@@ -116,6 +116,8 @@ struct elm_model {
     elm_layer readout;  /* (n_m -> n_out) */
     float *prep;        /* storage of the derived arrays */
     uint64_t layout_gen;/* bumped when `collapsed` changes */
+    uint64_t prep_gen;  /* bumped by every elm__model_prepare */
+    bool kappa_uniform; /* every trace decays with one kappa_trace */
 
     struct elm_meta *meta; /* (n_meta) metadata, insertion order */
     size_t n_meta;
@@ -166,6 +168,17 @@ enum { ELM_EPI_NONE = -1, ELM_EPI_RELU = ELM_RELU, ELM_EPI_SILU = ELM_SILU, ELM_
 void elm__matvec_fused(int in, int out, const float *x, const float *panels, int in_total,
                        int row0, const float *init, float *y, int epi, const float *kappa,
                        const float *coef, float *mem);
+/* Layer 0 of one stream with its branch part carried between steps
+ * (the B = 1 step, state.c): for each output o, q[o] = kq q[o] (0 when
+ * fresh) + sum over r < nr of dv[r] W[rows[r], o], the listed branch rows
+ * (< n_b) only; then y = epi(bias + q + um (n_m) @ the memory rows). With
+ * traces c_t = kq c_{t-1} + d_t, listing the rows where d_t is non-zero
+ * keeps q = W_b c_t up to rounding; fresh with all rows and dv = c_t
+ * recomputes it. panels: layer 0's, rows [0, n_b + n_m). */
+void elm__matvec_q(int n_b, int n_m, int out, const float *panels, int nr, const int32_t *rows,
+                   const float *dv, float kq, int fresh, float *q, const float *um,
+                   const float *bias, float *y, int epi, const float *kappa, const float *coef,
+                   float *mem);
 /* y (B, out) += x (B, in) @ W^T like elm__matmul_small with accumulate,
  * register-blocked over up to 6 streams (each panel read once per 6). */
 void elm__matmul_rows(int B, int in, int out, const float *x, size_t ldx,
@@ -182,6 +195,9 @@ typedef struct elm_panel_kernels {
                   float *mem);
     void (*rows)(int B, int in, int out, const float *x, size_t ldx, const float *panels,
                  int in_total, int row0, float *y, size_t ldy);
+    void (*q)(int n_b, int n_m, int out, const float *panels, int nr, const int32_t *rows,
+              const float *dv, float kq, int fresh, float *q, const float *um, const float *bias,
+              float *y, int epi, const float *kappa, const float *coef, float *mem);
 } elm_panel_kernels;
 bool elm__panel_kernels(int isa, elm_panel_kernels *k);
 void elm__activate(int act, float *x, size_t n);

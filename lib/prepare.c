@@ -158,6 +158,10 @@ int elm__model_prepare(elm_model *m) {
         float tau = m->version == ELM_V2 ? m->tau_syn[t] : m->tau_syn[collapsed ? t * m->k : t];
         m->kappa_trace[t] = kappa_of(tau, m->dt);
     }
+    m->kappa_uniform = true;
+    for (int t = 1; t < m->n_trace; t++)
+        if (m->kappa_trace[t] != m->kappa_trace[0]) m->kappa_uniform = false;
+    m->prep_gen++;
     for (int i = 0; i < m->n_m; i++) {
         float s = 1.0f / (1.0f + expf(-m->tau_m_proto[i]));
         float tau_m = (m->tau_max - m->tau_min) * s + m->tau_min;

@@ -23,6 +23,7 @@
 #include <string.h>
 
 /* Chunk length is chosen so that the hoisted layer-0 block stays ~1 MiB. */
+#define ELM_Q_REFRESH 64
 #define ELM_CHUNK_FLOATS (1u << 18)
 
 /* One group of streams [b0, b0 + B): row slices of the state arrays, and
@@ -62,6 +63,15 @@ struct elm_state {
     float *Y;      /* (Tc, B, n_out) chunk outputs */
     float *snap;   /* (B, n_trace + n_m) rollback copy */
     float *snap_syn; /* (B, n_s) rollback copy of syn (v1 only) */
+    /* B = 1 on one thread: layer 0's branch part W_b c carried between
+     * steps (step_one); valid while q_valid, refreshed every
+     * ELM_Q_REFRESH steps */
+    float *q;      /* (out0) */
+    float *qdv;    /* (n_b) drive values of the driven branches */
+    float *qrows;  /* (n_b) their indices, as int32 */
+    bool q_valid;
+    int q_age;
+    uint64_t q_gen;
     void *block;   /* one allocation holding all of the above */
     int n_threads; /* groups of streams, each run by one thread */
     struct group *groups; /* (n_threads) */
@@ -124,6 +134,9 @@ ELM_API int elm_state_create(const elm_model *m, size_t B, elm_state **out) {
         Tz * Bz * (size_t)m->n_out,/* Y */
         Bz * (nS + nm),            /* snap */
         m->version == ELM_V1 ? Bz * nS : 0, /* snap_syn */
+        B == 1 ? (size_t)s->out0 : 0, /* q */
+        B == 1 ? nb : 0,           /* qdv */
+        B == 1 ? nb : 0,           /* qrows */
     };
     enum { N = sizeof sizes / sizeof sizes[0] };
     size_t total = 0;
@@ -143,7 +156,8 @@ ELM_API int elm_state_create(const elm_model *m, size_t B, elm_state **out) {
     }
     float *p = s->block;
     float **slots[] = {&s->trace, &s->mem, &s->syn, &s->d, &s->u, &s->h0, &s->h1,
-                       &s->D, &s->C, &s->P, &s->M, &s->Y, &s->snap, &s->snap_syn};
+                       &s->D, &s->C, &s->P, &s->M, &s->Y, &s->snap, &s->snap_syn,
+                       &s->q, &s->qdv, &s->qrows};
     for (int i = 0; i < N; i++) {
         *slots[i] = sizes[i] ? p : NULL;
         p += (sizes[i] + 15) / 16 * 16;
@@ -178,6 +192,14 @@ static int check_layout(const elm_state *s, const char *fn) {
     return ELM_OK;
 }
 
+/* Every call that reads, writes or reruns the recurrent state outside
+ * step_one makes its next step recompute layer 0's branch part from the
+ * traces: a run continued from elm_state_get's copy (through
+ * elm_state_set, in this state or another) then repeats the original run
+ * bit for bit, since both recompute at the same step. get is const to
+ * the caller; the carried sum is a cache inside the state. */
+static void q_restart(const elm_state *s) { ((elm_state *)s)->q_valid = false; }
+
 ELM_API int elm_state_reset(elm_state *s, int64_t stream) {
     if (!s) return elm__fail(ELM_E_NULL, "elm_state_reset: state is NULL");
     const elm_model *m = s->model;
@@ -195,6 +217,7 @@ ELM_API int elm_state_reset(elm_state *s, int64_t stream) {
         if (s->syn) memset(s->syn + (size_t)b * m->n_s, 0, (size_t)m->n_s * sizeof(float));
     }
     if (stream == ELM_ALL_STREAMS) s->syn_valid = true;
+    q_restart(s);
     return ELM_OK;
 }
 
@@ -270,6 +293,20 @@ static void state_product(int B, const elm_layer *l, int row0, int in, const flo
         elm__matmul_rows(B, in, l->out, x, ldx, l->panels, l->in, row0, y, ldy);
 }
 
+/* Layers 1..L of one stream from layer 0's output h; hidden layer i
+ * writes bufs[(i - 1) % 2], never the buffer it reads. */
+static void mlp_rest(const elm_model *m, const float *h, float *const bufs[2], float *mem) {
+    int act = m->act == ELM_SILU ? ELM_EPI_SILU : ELM_EPI_RELU;
+    const float *cur = h;
+    for (int i = 1; i <= m->L; i++) {
+        const elm_layer *l = &m->layers[i];
+        float *next = bufs[(i - 1) % 2];
+        elm__matvec_fused(l->in, l->out, cur, l->panels, l->in, 0, l->b, next,
+                          i == m->L ? ELM_EPI_MEMORY : act, m->kappa_m, m->mem_coef, mem);
+        cur = next;
+    }
+}
+
 /* The MLP and memory update of one stream: u (n_b + n_m) holds the branch
  * input (unless branch_done: h then holds layer 0's bias plus the branch
  * part) and kappa_m * m. Each product starts from its bias (or from h) and
@@ -287,14 +324,7 @@ static void mlp_one(const elm_model *m, const float *u, bool branch_done, float 
     else
         elm__matvec_fused(m->n_b + m->n_m, l0->out, u, l0->panels, l0->in, 0, l0->b, h, epi0,
                           m->kappa_m, m->mem_coef, mem);
-    const float *cur = h;
-    for (int i = 1; i <= m->L; i++) {
-        const elm_layer *l = &m->layers[i];
-        float *next = bufs[(i - 1) % 2];
-        elm__matvec_fused(l->in, l->out, cur, l->panels, l->in, 0, l->b, next,
-                          i == m->L ? ELM_EPI_MEMORY : act, m->kappa_m, m->mem_coef, mem);
-        cur = next;
-    }
+    mlp_rest(m, h, bufs, mem);
 }
 
 /* y (n_out) = W_y m + b_y for one stream. */
@@ -408,7 +438,36 @@ static bool step_one(const elm_state *s, const elm_input *in, float *y) {
     }
     for (int i = 0; i < nm; i++) u[nb + i] = m->kappa_m[i] * mem[i];
     float *bufs[2] = {s->h1, s->h0};
-    mlp_one(m, u, false, s->h0, bufs, mem);
+    if (m->collapsed && m->kappa_uniform && s->q) {
+        elm_state *w = (elm_state *)s;
+        const elm_layer *l0 = &m->layers[0];
+        int act = m->act == ELM_SILU ? ELM_EPI_SILU : ELM_EPI_RELU;
+        int epi0 = m->L > 0 ? act : ELM_EPI_MEMORY;
+        int32_t *rows = (int32_t *)s->qrows;
+        int nr = 0, fresh = !s->q_valid || s->q_age >= ELM_Q_REFRESH || s->q_gen != m->prep_gen;
+        if (fresh) {
+            for (int j = 0; j < nb; j++) {
+                rows[j] = j;
+                s->qdv[j] = u[j];
+            }
+            nr = nb;
+            w->q_age = 0;
+            w->q_gen = m->prep_gen;
+        } else {
+            for (int j = 0; j < nb; j++)
+                if (d[j] != 0.0f) {
+                    rows[nr] = j;
+                    s->qdv[nr++] = d[j];
+                }
+        }
+        elm__matvec_q(nb, nm, l0->out, l0->panels, nr, rows, s->qdv, m->kappa_trace[0], fresh,
+                      s->q, u + nb, l0->b, s->h0, epi0, m->kappa_m, m->mem_coef, mem);
+        w->q_valid = true;
+        w->q_age++;
+        mlp_rest(m, s->h0, bufs, mem);
+    } else {
+        mlp_one(m, u, false, s->h0, bufs, mem);
+    }
     if (y) readout_one(m, mem, y);
     return true;
 }
@@ -624,6 +683,7 @@ ELM_API int elm_state_forward_traced(elm_state *s, const float *x, size_t T, flo
         memcpy(s->snap + (size_t)b * nstate + m->n_trace, s->mem + (size_t)b * m->n_m,
                (size_t)m->n_m * sizeof(float));
     }
+    q_restart(s);
     bool keep_syn = syn && m->collapsed;
     if (keep_syn) memcpy(s->snap_syn, s->syn, (size_t)s->B * m->n_s * sizeof(float));
     /* Each group runs every chunk over its streams; a group stops at its
@@ -704,6 +764,7 @@ ELM_API int elm_state_forward_events(elm_state *s, size_t T, const int64_t *offs
     if (!elm__mul_ok(T, (size_t)s->B, &rows) || rows == SIZE_MAX)
         return elm__fail(ELM_E_INVALID, "%s: B * T overflows", fn);
     if ((rc = elm__check_events(fn, s->model, rows, T, offsets, channels, values))) return rc;
+    q_restart(s);
     job j = {.s = s, .in = {.off = offsets, .ch = channels, .val = values}, .y = y, .T = T,
              .forward = true};
     if (s->n_threads == 1)
@@ -726,6 +787,7 @@ ELM_API int elm_state_get(const elm_state *s, float *dst, size_t n) {
         memcpy(dst + b * per, s->trace + (size_t)b * m->n_trace, (size_t)m->n_trace * sizeof *dst);
         memcpy(dst + b * per + m->n_trace, s->mem + (size_t)b * m->n_m, (size_t)m->n_m * sizeof *dst);
     }
+    q_restart(s);
     return ELM_OK;
 }
 
@@ -746,6 +808,7 @@ ELM_API int elm_state_set(elm_state *s, const float *src, size_t n) {
         memcpy(s->mem + (size_t)b * m->n_m, src + b * per + m->n_trace, (size_t)m->n_m * sizeof *src);
     }
     if (m->version == ELM_V1 && m->collapsed) s->syn_valid = false;
+    q_restart(s);
     return ELM_OK;
 }
 

@@ -150,6 +150,23 @@ static void check_against_naive(const spec *p, uint64_t seed) {
     }
     assert_close_f(y2, y, ny, 1e-6, "split sequence vs whole");
     free(xa); free(xb); free(ya); free(yb); free(y2);
+
+    /* each stream alone, step by step: a one-stream state carries layer
+     * 0's branch part from step to step (refreshed every 64 steps), and
+     * still follows the reference */
+    elm_state *s1;
+    assert_int_equal(elm_state_create(m, 1, &s1), ELM_OK);
+    float *ys = malloc(T * (size_t)p->n_out * 4);
+    for (size_t b = 0; b < B; b++) {
+        assert_int_equal(elm_state_reset(s1, ELM_ALL_STREAMS), ELM_OK);
+        for (size_t t = 0; t < T; t++)
+            assert_int_equal(elm_state_step(s1, x + (b * T + t) * p->n_in, ys + t * p->n_out),
+                             ELM_OK);
+        assert_close_d(ys, yr + b * T * p->n_out, T * (size_t)p->n_out, 2e-5,
+                       "one-stream steps vs naive");
+    }
+    free(ys);
+    elm_state_free(s1);
     elm_state_free(s);
     free(yr); free(syn); free(br); free(mem); free(y); free(fsyn); free(fbr); free(fmem); free(x);
     elm_model_free(m);
@@ -276,6 +293,95 @@ static void test_state_checkpoint(void **st) {
 
 /* NaN / Inf input: an error naming the element, and the state is exactly
  * as before the call. */
+/* A one-stream state carries layer 0's branch part W_b c between steps
+ * (only the rows of the branches the step's drive reaches are read) and
+ * recomputes it every 64 steps and after any get, set, reset or sequence
+ * forward. So: a run continued from a saved state repeats the saving run
+ * bit for bit, also past the refresh points; a run that never called get
+ * differs from it by rounding only; changing the model between steps
+ * recomputes the sum (no stale weights); branches with different decays
+ * (no common kappa) take the plain product and stay exact. */
+static void test_state_carried_branch_sum(void **st) {
+    (void)st;
+    spec p = base;
+    p.n_in = 40; p.n_b = 8; p.k = 10; p.routing = ELM_ROUTING_NEURONIO; p.n_m = 12; p.H = 70;
+    p.B = 1; p.T = 400; p.density = 0.05f; p.act = ELM_SILU;
+    elm_model *m = make_model(&p, 31);
+    float *x = make_input(&p, 32);
+    csr ev = csr_from_dense(x, p.T, p.n_in, CSR_INCREASING);
+    size_t per, T = p.T, no = (size_t)p.n_out, T0 = 150;
+    elm_model_size(m, ELM_SIZE_STATE, &per);
+    elm_state *a, *b, *c;
+    assert_int_equal(elm_state_create(m, 1, &a), ELM_OK);
+    assert_int_equal(elm_state_create(m, 1, &b), ELM_OK);
+    assert_int_equal(elm_state_create(m, 1, &c), ELM_OK);
+    float *ya = malloc(T * no * 4), *yb = malloc(T * no * 4), *yc = malloc(T * no * 4);
+    float *sv = malloc(per * 4);
+    for (size_t t = 0; t < T; t++) {
+        if (t == T0) {
+            assert_int_equal(elm_state_get(a, sv, per), ELM_OK);
+            assert_int_equal(elm_state_set(b, sv, per), ELM_OK);
+        }
+        assert_int_equal(elm_state_step_events(a, ev.off + t, ev.ch, ev.val, ya + t * no), ELM_OK);
+        assert_int_equal(elm_state_step(c, x + t * p.n_in, yc + t * no), ELM_OK);
+        if (t >= T0)
+            assert_int_equal(elm_state_step(b, x + t * p.n_in, yb + t * no), ELM_OK);
+    }
+    assert_memory_equal(ya + T0 * no, yb + T0 * no, (T - T0) * no * 4);
+    assert_close_f(yc, ya, T * no, 1e-6, "without the get vs with it");
+    /* the whole run against the sequence forward */
+    elm_state *f;
+    assert_int_equal(elm_state_create(m, 1, &f), ELM_OK);
+    float *yf = malloc(T * no * 4);
+    assert_int_equal(elm_state_forward(f, x, T, yf), ELM_OK);
+    assert_close_f(yc, yf, T * no, 1e-5, "one-stream steps vs sequence forward");
+
+    /* the model changes between steps: c (no get since) recomputes its sum
+     * at the next step, as b does after a set from c's state */
+    size_t np;
+    elm_model_size(m, ELM_SIZE_PARAMS, &np);
+    float *pv = malloc(np * 4);
+    memcpy(pv, elm_model_params(m), np * 4);
+    for (size_t i = 0; i < np; i++) pv[i] *= 1.01f;
+    assert_int_equal(elm_model_set_params(m, pv, np), ELM_OK);
+    elm_state *twin;
+    assert_int_equal(elm_state_create(m, 1, &twin), ELM_OK);
+    assert_int_equal(elm_state_reset(c, ELM_ALL_STREAMS), ELM_OK);
+    for (size_t t = 0; t < 100; t++) /* c and twin: the same run, no get */
+        assert_int_equal(elm_state_step(c, x + t * p.n_in, yc + t * no), ELM_OK);
+    for (size_t t = 0; t < 100; t++)
+        assert_int_equal(elm_state_step(twin, x + t * p.n_in, yb + t * no), ELM_OK);
+    assert_memory_equal(yc, yb, 100 * no * 4);
+    memcpy(pv, elm_model_params(m), np * 4);
+    for (size_t i = 0; i < np; i++) pv[i] *= 0.99f;
+    assert_int_equal(elm_model_set_params(m, pv, np), ELM_OK);
+    assert_int_equal(elm_state_get(twin, sv, per), ELM_OK);
+    assert_int_equal(elm_state_set(b, sv, per), ELM_OK);
+    for (size_t t = 100; t < 140; t++) {
+        assert_int_equal(elm_state_step(c, x + t * p.n_in, yc + t * no), ELM_OK);
+        assert_int_equal(elm_state_step(b, x + t * p.n_in, yb + t * no), ELM_OK);
+    }
+    assert_memory_equal(yc + 100 * no, yb + 100 * no, 40 * no * 4);
+
+    /* a different decay per branch: no common kappa */
+    float tau[80];
+    for (int j = 0; j < 80; j++) tau[j] = 3.0f + (float)(j / 10);
+    int64_t shape[1] = {80};
+    assert_int_equal(elm_model_set_param(m, "tau_s", tau, 1, shape), ELM_OK);
+    assert_int_equal(elm_state_reset(c, ELM_ALL_STREAMS), ELM_OK);
+    assert_int_equal(elm_state_reset(f, ELM_ALL_STREAMS), ELM_OK);
+    for (size_t t = 0; t < T; t++)
+        assert_int_equal(elm_state_step(c, x + t * p.n_in, yc + t * no), ELM_OK);
+    assert_int_equal(elm_state_forward(f, x, T, yf), ELM_OK);
+    assert_close_f(yc, yf, T * no, 1e-5, "per-branch decays: steps vs forward");
+
+    free(pv); free(yf); free(ya); free(yb); free(yc); free(sv); free(x);
+    csr_free(&ev);
+    elm_state_free(a); elm_state_free(b); elm_state_free(c); elm_state_free(f);
+    elm_state_free(twin);
+    elm_model_free(m);
+}
+
 static void test_nonfinite_input(void **st) {
     (void)st;
     spec p = base;
@@ -380,6 +486,7 @@ int main(void) {
         cmocka_unit_test(test_naive_v2_large_batch),
         cmocka_unit_test(test_state_reset_one_stream),
         cmocka_unit_test(test_state_checkpoint),
+        cmocka_unit_test(test_state_carried_branch_sum),
         cmocka_unit_test(test_nonfinite_input),
         cmocka_unit_test(test_concurrent_states),
         cmocka_unit_test(test_syn_trace_rules),

@@ -186,6 +186,74 @@ static void test_matvec_fused(void **st) {
         if (elm__panel_kernels(isa, &k)) test_matvec_fused_isa(&k);
 }
 
+/* Layer 0 with its branch part carried (elm__matvec_q) against a double
+ * reference, for every output width from 1 to 200 (every mix of panel
+ * widths), fresh and carried, a subset of branch rows, each epilogue;
+ * q and y are written for the outputs only, mem only for the memory
+ * epilogue. */
+static void test_matvec_q_isa(const elm_panel_kernels *k) {
+    enum { MAXO = 200, NB = 7, NM = 9, IN = NB + NM, GUARD = 16 };
+    static float w[MAXO * IN], packed[IN * (MAXO + 64)];
+    static float um[NM], bias[MAXO + GUARD], q[MAXO + GUARD], q0[MAXO + GUARD], y[MAXO + GUARD],
+        mem[MAXO + GUARD], kappa[MAXO + GUARD], coef[MAXO + GUARD];
+    const int32_t rows[3] = {1, 4, 6};
+    const float dv[3] = {0.7f, -1.3f, 0.25f}, kq = 0.8f;
+    for (int i = 0; i < MAXO * IN; i++) w[i] = (float)((i * 7919) % 53) / 53.0f - 0.5f;
+    for (int i = 0; i < NM; i++) um[i] = (float)((i * 31) % 11) / 11.0f - 0.4f;
+    for (int o = 0; o < MAXO + GUARD; o++) {
+        bias[o] = (float)(o % 5) * 0.1f - 0.2f;
+        q0[o] = (float)((o * 3) % 7) * 0.15f - 0.4f;
+        kappa[o] = 0.9f - 0.002f * (float)(o % 30);
+        coef[o] = 1.0f - kappa[o];
+    }
+    const int epis[] = {ELM_EPI_NONE, ELM_EPI_RELU, ELM_EPI_SILU, ELM_EPI_MEMORY};
+    for (int out = 1; out <= MAXO; out++) {
+        elm__pack_panels(w, out, IN, packed);
+        for (int fresh = 0; fresh < 2; fresh++)
+            for (int e = 0; e < 4; e++) {
+                for (int o = 0; o < MAXO + GUARD; o++) {
+                    q[o] = q0[o];
+                    y[o] = 42.0f;
+                    mem[o] = 0.25f * (float)(o % 5);
+                }
+                k->q(NB, NM, out, packed, 3, rows, dv, kq, fresh, q, um, bias, y, epis[e], kappa,
+                     coef, mem);
+                for (int o = 0; o < MAXO + GUARD; o++) {
+                    double want_q = q0[o], want_y = 42.0, m0 = 0.25 * (o % 5), want_m = m0;
+                    if (o < out) {
+                        want_q = fresh ? 0.0 : (double)kq * q0[o];
+                        for (int r = 0; r < 3; r++) want_q += (double)dv[r] * w[o * IN + rows[r]];
+                        double z = bias[o] + want_q;
+                        for (int i = 0; i < NM; i++) z += (double)um[i] * w[o * IN + NB + i];
+                        if (epis[e] == ELM_EPI_NONE) want_y = z;
+                        else if (epis[e] == ELM_EPI_RELU) want_y = z > 0 ? z : 0;
+                        else if (epis[e] == ELM_EPI_SILU) want_y = z / (1 + exp(-z));
+                        else want_m = kappa[o] * m0 + coef[o] * 1.7159 * tanh(2.0 * z / 3.0);
+                    }
+                    if (!(fabs(q[o] - want_q) <= 2e-6 * (1 + fabs(want_q))) ||
+                        !(fabs(y[o] - want_y) <= 2e-6 * (1 + fabs(want_y))) ||
+                        !(fabs(mem[o] - want_m) <= 2e-6 * (1 + fabs(want_m))))
+                        fail_msg("out %d fresh %d epi %d: element %d: q %.9g (want %.9g), y %.9g "
+                                 "(want %.9g), mem %.9g (want %.9g)", out, fresh, epis[e], o,
+                                 (double)q[o], want_q, (double)y[o], want_y, (double)mem[o],
+                                 want_m);
+                }
+            }
+    }
+}
+
+static void test_matvec_q(void **st) {
+    (void)st;
+    elm_panel_kernels k;
+    int n = 0;
+    for (int isa = 0; isa < 3; isa++)
+        if (elm__panel_kernels(isa, &k)) {
+            test_matvec_q_isa(&k);
+            n++;
+        }
+    assert_true(n >= 1);
+}
+
 /* The block scan: every block with a non-zero, NaN or Inf is flagged, and
  * blocks of +-0 only are not, for lengths with and without a tail. */
 static void test_nonzero_blocks(void **st) {
@@ -442,6 +510,7 @@ int main(void) {
         cmocka_unit_test(test_expf_accuracy),
         cmocka_unit_test(test_matmul_small),
         cmocka_unit_test(test_matvec_fused),
+        cmocka_unit_test(test_matvec_q),
         cmocka_unit_test(test_nonzero_blocks),
         cmocka_unit_test(test_reference_gemm_transposes),
         cmocka_unit_test(test_panels_on_cache_lines),

@@ -411,6 +411,87 @@ ELM_WIDE static void matvec_fused_wide(int in, int out, const float *x, const fl
         }
     }
 }
+/* Layer 0 of one stream with its branch part q carried from step to step
+ * (elm__matvec_q in elm_internal.h). Per panel: q = kq q (or 0 when
+ * fresh) plus the listed branch rows times dv, stored; then bias and the
+ * memory rows times um, and the epilogue. Only the listed rows of the
+ * branch part are read. */
+ELM_WIDE static void matvec_q_wide(int n_b, int n_m, int out, const float *panels, int nr,
+                                   const int32_t *rows, const float *dv, float kq, int fresh,
+                                   float *q, const float *um, const float *bias, float *y,
+                                   int epi, const float *kappa, const float *coef, float *mem) {
+    const int in_total = n_b + n_m;
+    const float *panel = panels;
+    for (int o = 0; o < out;) {
+        int rest = out - o;
+        if (rest >= 64) {
+            vf16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            if (!fresh) {
+                a0 = kq * load16(q + o);
+                a1 = kq * load16(q + o + 16);
+                a2 = kq * load16(q + o + 32);
+                a3 = kq * load16(q + o + 48);
+            }
+            for (int r = 0; r < nr; r++) {
+                const float *w = panel + (size_t)rows[r] * 64;
+                vf16 xi = splat16(dv[r]);
+                a0 += xi * load16(w);
+                a1 += xi * load16(w + 16);
+                a2 += xi * load16(w + 32);
+                a3 += xi * load16(w + 48);
+            }
+            store16(q + o, a0);
+            store16(q + o + 16, a1);
+            store16(q + o + 32, a2);
+            store16(q + o + 48, a3);
+            a0 += load16(bias + o);
+            a1 += load16(bias + o + 16);
+            a2 += load16(bias + o + 32);
+            a3 += load16(bias + o + 48);
+            const float *w = panel + (size_t)n_b * 64;
+            for (int i = 0; i < n_m; i++, w += 64) {
+                vf16 xi = splat16(um[i]);
+                a0 += xi * load16(w);
+                a1 += xi * load16(w + 16);
+                a2 += xi * load16(w + 32);
+                a3 += xi * load16(w + 48);
+            }
+            epilogue16(a0, o, 16, epi, y, kappa, coef, mem);
+            epilogue16(a1, o + 16, 16, epi, y, kappa, coef, mem);
+            epilogue16(a2, o + 32, 16, epi, y, kappa, coef, mem);
+            epilogue16(a3, o + 48, 16, epi, y, kappa, coef, mem);
+            panel += (size_t)in_total * 64;
+            o += 64;
+            continue;
+        }
+        /* 16-, 8- and 4-wide panels: the branch rows one masked vector each */
+        const int width = panel_width(rest), n = rest < width ? rest : width;
+        vf16 a = fresh ? (vf16){0} : kq * loadn16(q + o, n);
+        for (int r = 0; r < nr; r++)
+            a += splat16(dv[r]) * loadn16(panel + (size_t)rows[r] * width, width);
+        storen16(q + o, a, n);
+        a += loadn16(bias + o, n);
+        const float *w = panel + (size_t)n_b * width;
+        if (width == 16) {
+            vf16 b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
+            int i = 0;
+            for (; i + 4 <= n_m; i += 4, w += 64) {
+                b0 += splat16(um[i]) * load16(w);
+                b1 += splat16(um[i + 1]) * load16(w + 16);
+                b2 += splat16(um[i + 2]) * load16(w + 32);
+                b3 += splat16(um[i + 3]) * load16(w + 48);
+            }
+            for (; i < n_m; i++, w += 16) b0 += splat16(um[i]) * load16(w);
+            a += (b0 + b1) + (b2 + b3);
+        } else {
+            a += width == 8 ? narrow_sum(8, n_m, um, w) : narrow_sum(4, n_m, um, w);
+        }
+        epilogue16(a, o, n, epi, y, kappa, coef, mem);
+        panel += (size_t)in_total * width;
+        o += width;
+    }
+}
+
 /* Register blocking for several streams: R rows of x against one column
  * panel, the panel's weights loaded once per input and reused R times, so
  * the weights are read from cache once per R streams instead of once per
@@ -621,6 +702,35 @@ matvec_fused_plain(int in, int out, const float *x, const float *panels, int in_
     }
 }
 
+/* matvec_q_wide in plain loops: per panel t = kq q (or 0), plus the listed
+ * branch rows, stored to q; then bias, the memory rows, the epilogue. */
+static inline __attribute__((always_inline)) void
+matvec_q_plain(int n_b, int n_m, int out, const float *panels, int nr, const int32_t *rows,
+               const float *dv, float kq, int fresh, float *q, const float *um, const float *bias,
+               float *y, int epi, const float *kappa, const float *coef, float *mem) {
+    float t[64];
+    const float *panel = panels;
+    for (int o = 0; o < out;) {
+        int width = panel_width(out - o), n = out - o < width ? out - o : width;
+        memset(t, 0, sizeof t);
+        if (!fresh)
+            for (int k = 0; k < n; k++) t[k] = kq * q[o + k];
+        for (int r = 0; r < nr; r++) {
+            const float *w = panel + (size_t)rows[r] * width;
+            for (int k = 0; k < width; k++) t[k] += dv[r] * w[k];
+        }
+        memcpy(q + o, t, (size_t)n * sizeof(float));
+        for (int k = 0; k < n; k++) t[k] += bias[o + k];
+        plain_dispatch(width, n_m, um, panel + (size_t)n_b * width, t);
+        if (width == 64)
+            fused_epilogue(64, t, o, n, epi, y, kappa, coef, mem);
+        else
+            fused_epilogue(16, t, o, n, epi, y, kappa, coef, mem);
+        panel += (size_t)(n_b + n_m) * width;
+        o += width;
+    }
+}
+
 #define ELM_SMALL_ARGS                                                                           \
     int B, int in, int out, const float *x, size_t ldx, const float *panels, int in_total,       \
         int row0, float *y, size_t ldy, int accumulate
@@ -630,6 +740,12 @@ matvec_fused_plain(int in, int out, const float *x, const float *panels, int in_
 #define ELM_ROWS_ARGS                                                                            \
     int B, int in, int out, const float *x, size_t ldx, const float *panels, int in_total,       \
         int row0, float *y, size_t ldy
+#define ELM_Q_ARGS                                                                               \
+    int n_b, int n_m, int out, const float *panels, int nr, const int32_t *rows,                 \
+        const float *dv, float kq, int fresh, float *q, const float *um, const float *bias,      \
+        float *y, int epi, const float *kappa, const float *coef, float *mem
+#define ELM_Q_CALL(f)                                                                            \
+    f(n_b, n_m, out, panels, nr, rows, dv, kq, fresh, q, um, bias, y, epi, kappa, coef, mem)
 
 #if defined(ELM_PANEL_DISPATCH)
 #define ELM_AVX2 __attribute__((target("avx2,fma")))
@@ -651,6 +767,8 @@ ELM_AVX2 static void matmul_rows_avx2(ELM_ROWS_ARGS) {
 static void matmul_rows_base(ELM_ROWS_ARGS) {
     matmul_small_plain(B, in, out, x, ldx, panels, in_total, row0, y, ldy, 1);
 }
+ELM_AVX2 static void matvec_q_avx2(ELM_Q_ARGS) { ELM_Q_CALL(matvec_q_plain); }
+static void matvec_q_base(ELM_Q_ARGS) { ELM_Q_CALL(matvec_q_plain); }
 
 /* 0: AVX-512, 1: AVX2 + FMA, 2: neither */
 static int panel_isa(void) {
@@ -674,15 +792,21 @@ static rows_fn *resolve_rows(void) {
     rows_fn *f[] = {matmul_rows_wide, matmul_rows_avx2, matmul_rows_base};
     return f[panel_isa()];
 }
+typedef void q_fn(ELM_Q_ARGS);
+static q_fn *resolve_q(void) {
+    q_fn *f[] = {matvec_q_wide, matvec_q_avx2, matvec_q_base};
+    return f[panel_isa()];
+}
 void elm__matmul_small(ELM_SMALL_ARGS) __attribute__((ifunc("resolve_small")));
 void elm__matvec_fused(ELM_FUSED_ARGS) __attribute__((ifunc("resolve_fused")));
 void elm__matmul_rows(ELM_ROWS_ARGS) __attribute__((ifunc("resolve_rows")));
+void elm__matvec_q(ELM_Q_ARGS) __attribute__((ifunc("resolve_q")));
 
 bool elm__panel_kernels(int isa, elm_panel_kernels *k) {
     static const elm_panel_kernels all[] = {
-        {matmul_small_wide, matvec_fused_wide, matmul_rows_wide},
-        {matmul_small_avx2, matvec_fused_avx2, matmul_rows_avx2},
-        {matmul_small_base, matvec_fused_base, matmul_rows_base},
+        {matmul_small_wide, matvec_fused_wide, matmul_rows_wide, matvec_q_wide},
+        {matmul_small_avx2, matvec_fused_avx2, matmul_rows_avx2, matvec_q_avx2},
+        {matmul_small_base, matvec_fused_base, matmul_rows_base, matvec_q_base},
     };
     if (isa < panel_isa() || isa > 2) return false;
     *k = all[isa];
@@ -699,6 +823,7 @@ void elm__matvec_fused(ELM_FUSED_ARGS) {
 void elm__matmul_rows(ELM_ROWS_ARGS) {
     matmul_rows_wide(B, in, out, x, ldx, panels, in_total, row0, y, ldy);
 }
+void elm__matvec_q(ELM_Q_ARGS) { ELM_Q_CALL(matvec_q_wide); }
 #endif
 
 #if !defined(ELM_PANEL_DISPATCH)
@@ -709,7 +834,8 @@ bool elm__panel_kernels(int isa, elm_panel_kernels *k) {
 #else
     if (isa != 2) return false;
 #endif
-    *k = (elm_panel_kernels){elm__matmul_small, elm__matvec_fused, elm__matmul_rows};
+    *k = (elm_panel_kernels){elm__matmul_small, elm__matvec_fused, elm__matmul_rows,
+                             elm__matvec_q};
     return true;
 }
 #endif
@@ -725,6 +851,7 @@ void elm__matvec_fused(ELM_FUSED_ARGS) {
 void elm__matmul_rows(ELM_ROWS_ARGS) {
     matmul_small_plain(B, in, out, x, ldx, panels, in_total, row0, y, ldy, 1);
 }
+void elm__matvec_q(ELM_Q_ARGS) { ELM_Q_CALL(matvec_q_plain); }
 #endif
 
 ELM_CLONES
