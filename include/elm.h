@@ -326,7 +326,14 @@ ELM_API void elm_state_free(elm_state *state); /* Since 0.1. */
 ELM_API size_t elm_state_batch(const elm_state *state); /* Since 0.1. */
 
 /* One time step for every stream: x (B, n_in) -> y (B, n_out). y may be
- * NULL when the output is not needed. No allocation. Since 0.1. */
+ * NULL when the output is not needed. No allocation. A one-stream state
+ * stepped on one thread keeps layer 0's branch sums from step to step and
+ * reads only the weight rows of the branches this step's input reaches
+ * (when all traces share one decay); it recomputes them every 64 steps
+ * and after any get, set, reset or forward, so results stay within float
+ * rounding of the plain product, are deterministic for a given sequence
+ * of calls, and a run restored with elm_state_set repeats bit for bit the
+ * run that saved the state with elm_state_get. Since 0.1. */
 ELM_API int elm_state_step(elm_state *state, const float *x, float *y);
 
 /* T time steps for every stream, continuing from the current state:
@@ -396,7 +403,10 @@ ELM_API int elm_state_set_threads(elm_state *state, int n);
  * synaptic traces (v1, n_s) or the branch traces (n_b; v1 models whose
  * synapses share one time constant per branch store branch traces too),
  * followed by the memory (n_m). `n` must equal B * ELM_SIZE_STATE.
- * set refuses NaN/Inf. Use these to checkpoint a simulation. Since 0.1. */
+ * set refuses NaN/Inf. Use these to checkpoint a simulation: after set
+ * from a copy that get made, the state continues exactly as the state
+ * that get read continues from that point (both restart the cached sums
+ * of elm_state_step). Since 0.1. */
 ELM_API int elm_state_get(const elm_state *state, float *dst, size_t n);
 ELM_API int elm_state_set(elm_state *state, const float *src, size_t n);
 
