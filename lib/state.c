@@ -454,11 +454,13 @@ static bool step_one(const elm_state *s, const elm_input *in, float *y) {
             w->q_age = 0;
             w->q_gen = m->prep_gen;
         } else {
-            for (int j = 0; j < nb; j++)
-                if (d[j] != 0.0f) {
-                    rows[nr] = j;
-                    s->qdv[nr++] = d[j];
-                }
+            /* branch-free: about half of the branches are driven, at
+             * random, so a branch here would mispredict every other time */
+            for (int j = 0; j < nb; j++) {
+                rows[nr] = j;
+                s->qdv[nr] = d[j];
+                nr += d[j] != 0.0f;
+            }
         }
         elm__matvec_q(nb, nm, l0->out, l0->panels, nr, rows, s->qdv, m->kappa_trace[0], fresh,
                       s->q, u + nb, l0->b, s->h0, epi0, m->kappa_m, m->mem_coef, mem);
