@@ -516,9 +516,10 @@ static void child_peak(int quick, bench_result *r) {
 }
 
 /* ------------------------------------------------------------------------
- * The streaming step's bound: a B = 1 step reads every MLP and readout
- * weight once, and they do not fit in L1, so no step can be faster than
- * reading that many bytes from L2. Measured here with the simplest loop
+ * The streaming step's bound: a B = 1 step that reads every MLP and
+ * readout weight once cannot be faster than reading that many bytes from
+ * L2, as they do not fit in L1 (the one-stream step skips the rows of
+ * undriven branches, so it reads somewhat less). Measured with the simplest loop
  * that reads them: a sum over a buffer of the same size, 16 lanes x 4
  * accumulators wide, best of many passes. */
 
