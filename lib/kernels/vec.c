@@ -277,6 +277,24 @@ ELM_WIDE static inline __attribute__((always_inline)) void narrow_dispatch(int w
         a3 += xi_ * load16((w) + 48);                                                            \
     } while (0)
 
+/* a0 + x (in) @ a 16-wide panel at w: four partial sums over interleaved
+ * inputs, so that no input waits a full FMA latency for the previous one;
+ * a0 carries any initial value. */
+ELM_WIDE static inline __attribute__((always_inline)) vf16 panel16_sum(vf16 a0, int in,
+                                                                       const float *x,
+                                                                       const float *w) {
+    vf16 a1 = {0}, a2 = {0}, a3 = {0};
+    int i = 0;
+    for (; i + 4 <= in; i += 4, w += 64) {
+        a0 += splat16(x[i]) * load16(w);
+        a1 += splat16(x[i + 1]) * load16(w + 16);
+        a2 += splat16(x[i + 2]) * load16(w + 32);
+        a3 += splat16(x[i + 3]) * load16(w + 48);
+    }
+    for (; i < in; i++, w += 16) a0 += splat16(x[i]) * load16(w);
+    return (a0 + a1) + (a2 + a3);
+}
+
 /* Each panel is read front to back once per stream: 64 outputs in four
  * vector accumulators (or 16 in one), one broadcast-multiply-add per vector
  * and input; the last panel's padding lanes are computed and not stored. */
@@ -311,20 +329,9 @@ ELM_WIDE static void matmul_small_wide(int B, int in, int out, const float *x, s
                 o += width;
             } else {
                 int n = out - o < 16 ? out - o : 16;
-                const float *w = panel + (size_t)row0 * 16;
-                /* One accumulator would wait a full FMA latency per input;
-                 * four partial sums over interleaved inputs do not. */
-                vf16 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                vf16 a0 = zero;
                 if (accumulate) memcpy(&a0, yb + o, (size_t)n * sizeof(float));
-                int i = 0;
-                for (; i + 4 <= in; i += 4, w += 64) {
-                    a0 += splat16(xb[i]) * load16(w);
-                    a1 += splat16(xb[i + 1]) * load16(w + 16);
-                    a2 += splat16(xb[i + 2]) * load16(w + 32);
-                    a3 += splat16(xb[i + 3]) * load16(w + 48);
-                }
-                for (; i < in; i++, w += 16) a0 += splat16(xb[i]) * load16(w);
-                a0 = (a0 + a1) + (a2 + a3);
+                a0 = panel16_sum(a0, in, xb, panel + (size_t)row0 * 16);
                 memcpy(yb + o, &a0, (size_t)n * sizeof(float));
                 panel += (size_t)in_total * 16;
                 o += 16;
@@ -395,17 +402,8 @@ ELM_WIDE static void matvec_fused_wide(int in, int out, const float *x, const fl
             o += 32;
         } else {
             const int n = rest < 16 ? rest : 16;
-            const float *w = panel + (size_t)row0 * 16;
-            vf16 a0 = loadn16(init + o, n), a1 = {0}, a2 = {0}, a3 = {0};
-            int i = 0;
-            for (; i + 4 <= in; i += 4, w += 64) {
-                a0 += splat16(x[i]) * load16(w);
-                a1 += splat16(x[i + 1]) * load16(w + 16);
-                a2 += splat16(x[i + 2]) * load16(w + 32);
-                a3 += splat16(x[i + 3]) * load16(w + 48);
-            }
-            for (; i < in; i++, w += 16) a0 += splat16(x[i]) * load16(w);
-            epilogue16((a0 + a1) + (a2 + a3), o, n, epi, y, kappa, coef, mem);
+            vf16 a = panel16_sum(loadn16(init + o, n), in, x, panel + (size_t)row0 * 16);
+            epilogue16(a, o, n, epi, y, kappa, coef, mem);
             panel += (size_t)in_total * 16;
             o += 16;
         }
@@ -461,16 +459,7 @@ ELM_WIDE static void matvec_q_wide(int n_b, int n_m, int out, const float *panel
         a += loadn16(bias + o, n);
         const float *w = panel + (size_t)n_b * width;
         if (width == 16) {
-            vf16 b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
-            int i = 0;
-            for (; i + 4 <= n_m; i += 4, w += 64) {
-                b0 += splat16(um[i]) * load16(w);
-                b1 += splat16(um[i + 1]) * load16(w + 16);
-                b2 += splat16(um[i + 2]) * load16(w + 32);
-                b3 += splat16(um[i + 3]) * load16(w + 48);
-            }
-            for (; i < n_m; i++, w += 16) b0 += splat16(um[i]) * load16(w);
-            a += (b0 + b1) + (b2 + b3);
+            a += panel16_sum((vf16){0}, n_m, um, w);
         } else {
             a += width == 8 ? narrow_sum(8, n_m, um, w) : narrow_sum(4, n_m, um, w);
         }
