@@ -112,6 +112,10 @@ static inline __attribute__((always_inline)) void input_add(const elm_drive *dr,
         csr_add(dr, i, v, d);
 }
 
+/* Portable versions: with run-time dispatch the fallback for CPUs without
+ * AVX-512; without it, the build's only version unless it targets
+ * AVX-512. */
+#if defined(ELM_HAVE_IFUNC) || !defined(__AVX512F__)
 /* Portable scan: the block scan, then the elements of each non-zero
  * block. */
 static int drive_scan_portable(const float *x, int n, const elm_drive *dr, float *d,
@@ -142,6 +146,7 @@ static void drive_events_portable(const int32_t *ch, const float *val, int64_t n
                                   const elm_drive *dr, float *d) {
     for (int64_t k = 0; k < n; k++) input_add(dr, ch[k], val ? val[k] : 1.0f, d);
 }
+#endif
 
 #if defined(ELM_HAVE_IFUNC) || defined(__AVX512F__)
 #define ELM_AVX512 __attribute__((target("avx512f")))
@@ -305,20 +310,18 @@ int elm__drive_scan(const float *x, int n, const elm_drive *dr, float *d, uint64
     __attribute__((ifunc("resolve_drive_scan")));
 void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const elm_drive *dr,
                        float *d) __attribute__((ifunc("resolve_drive_events")));
-#elif defined(__AVX512F__)
-int elm__drive_scan(const float *x, int n, const elm_drive *dr, float *d, uint64_t *blocks) {
-    return drive_scan_avx512(x, n, dr, d, blocks);
-}
-void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const elm_drive *dr,
-                       float *d) {
-    drive_events_avx512(ch, val, n, dr, d);
-}
 #else
+/* No run-time dispatch: the one version this build targets. */
+#if defined(__AVX512F__)
+#define DRIVE_VERSION(name) name##_avx512
+#else
+#define DRIVE_VERSION(name) name##_portable
+#endif
 int elm__drive_scan(const float *x, int n, const elm_drive *dr, float *d, uint64_t *blocks) {
-    return drive_scan_portable(x, n, dr, d, blocks);
+    return DRIVE_VERSION(drive_scan)(x, n, dr, d, blocks);
 }
 void elm__drive_events(const int32_t *ch, const float *val, int64_t n, const elm_drive *dr,
                        float *d) {
-    drive_events_portable(ch, val, n, dr, d);
+    DRIVE_VERSION(drive_events)(ch, val, n, dr, d);
 }
 #endif
